@@ -1,0 +1,75 @@
+/* kandinsky.c — public API.
+ *
+ * Everything a program needs to drive the engine: a context (threads, last error), status codes,
+ * and the entry points built on top of it. The CLI and the server include only this header.
+ * Every function that can fail returns a kd_status; the human-readable reason is on the context
+ * (kd_ctx_last_error). Library code never exits or aborts.
+ */
+#ifndef KANDINSKY_H
+#define KANDINSKY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KD_VERSION_MAJOR 0
+#define KD_VERSION_MINOR 1
+#define KD_VERSION_PATCH 0
+
+typedef enum kd_status {
+    KD_OK = 0,
+    KD_ERR_INVALID_ARG,  /* a parameter the caller passed is out of range or inconsistent */
+    KD_ERR_IO,           /* a file could not be opened, read, mapped or written */
+    KD_ERR_FORMAT,       /* a file is malformed (safetensors header, JSON, image ...) */
+    KD_ERR_SHAPE,        /* a tensor has the wrong shape or dtype for the model that binds it */
+    KD_ERR_NOT_FOUND,    /* a required file, tensor or config key is missing */
+    KD_ERR_UNSUPPORTED,  /* valid input that this build does not handle */
+    KD_ERR_OOM,          /* an allocation failed or a size limit was exceeded */
+    KD_ERR_INTERNAL      /* a bug in kandinsky.c: please report it */
+} kd_status;
+
+/* Short constant name of a status ("KD_ERR_FORMAT"). */
+const char *kd_status_str(kd_status s);
+
+/* "0.1.0" */
+const char *kd_version(void);
+
+typedef struct kd_ctx kd_ctx;
+
+typedef struct kd_ctx_params {
+    /* Threads for the CPU kernels. 0 = the KD_THREADS environment variable if set, otherwise the
+     * number of cores available to the process. BLAS is kept single-threaded inside our pool so
+     * the two never oversubscribe the cores. */
+    int n_threads;
+    /* 0 = errors only, 1 = info, 2 = debug (to stderr). */
+    int verbosity;
+} kd_ctx_params;
+
+kd_ctx_params kd_ctx_params_default(void);
+
+/* Creates a context. On failure *out is NULL and the status says why (no message store exists
+ * yet, so only allocation or thread creation can fail here). */
+kd_status kd_ctx_create(const kd_ctx_params *params, kd_ctx **out);
+void kd_ctx_free(kd_ctx *ctx);
+
+/* The message of the last failure on this context ("" if none). Valid until the next call. */
+const char *kd_ctx_last_error(const kd_ctx *ctx);
+
+/* Number of threads the context's CPU kernels use. */
+int kd_ctx_threads(const kd_ctx *ctx);
+
+/* ---- Inspection ------------------------------------------------------------------------------
+ * Prints a description of a model file or folder to `out`: for a .safetensors file (or a sharded
+ * *.safetensors.index.json) every tensor's name, dtype, shape and byte size; for a folder, its
+ * config.json (parsed and re-printed) and every safetensors file inside it, recursing one level
+ * into component folders of a diffusers pipeline (unet/, movq/, prior/ ...). */
+kd_status kd_inspect(kd_ctx *ctx, const char *path, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KANDINSKY_H */

@@ -1,0 +1,122 @@
+#include "core/arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+struct kd_arena_block {
+    kd_arena_block *prev;
+    size_t cap;
+    size_t off;
+    unsigned char *base; /* aligned start of the usable bytes */
+    void *raw;
+};
+
+static kd_arena_block *block_new(size_t cap) {
+    kd_arena_block *b = malloc(sizeof *b);
+    if (!b) return NULL;
+    b->raw = NULL;
+    if (posix_memalign(&b->raw, KD_ARENA_ALIGN, cap ? cap : KD_ARENA_ALIGN) != 0) {
+        free(b);
+        return NULL;
+    }
+    b->base = b->raw;
+    b->cap = cap;
+    b->off = 0;
+    b->prev = NULL;
+    return b;
+}
+
+static void blocks_free(kd_arena_block *b) {
+    while (b) {
+        kd_arena_block *p = b->prev;
+        free(b->raw);
+        free(b);
+        b = p;
+    }
+}
+
+void kd_arena_init(kd_arena *a, size_t initial_bytes) {
+    a->head = NULL;
+    a->used_total = 0;
+    a->high_water = 0;
+    a->limit = 0;
+    a->n_mallocs = 0;
+    if (initial_bytes) {
+        a->head = block_new(initial_bytes);
+        if (a->head) a->n_mallocs++;
+    }
+}
+
+void kd_arena_free(kd_arena *a) {
+    blocks_free(a->head);
+    a->head = NULL;
+    a->used_total = a->high_water = 0;
+}
+
+void *kd_arena_alloc(kd_arena *a, size_t bytes, kd_err *e) {
+    size_t need = (bytes + KD_ARENA_ALIGN - 1) & ~(size_t)(KD_ARENA_ALIGN - 1);
+    if (need < bytes) {
+        kd_errf(e, KD_ERR_OOM, "arena: allocation of %zu bytes overflows", bytes);
+        return NULL;
+    }
+    if (a->limit && a->used_total + need > a->limit) {
+        kd_errf(e, KD_ERR_OOM, "arena: %zu bytes requested, %zu of the %zu-byte limit in use", bytes,
+                a->used_total, a->limit);
+        return NULL;
+    }
+    kd_arena_block *b = a->head;
+    if (!b || b->cap - b->off < need) {
+        size_t cap = need;
+        if (b && cap < b->cap * 2) cap = b->cap * 2; /* geometric growth during the first pass */
+        if (cap < ((size_t)1 << 20)) cap = (size_t)1 << 20;
+        kd_arena_block *nb = block_new(cap);
+        if (!nb) {
+            kd_errf(e, KD_ERR_OOM, "arena: out of memory allocating a %zu-byte block", cap);
+            return NULL;
+        }
+        a->n_mallocs++;
+        nb->prev = b;
+        a->head = b = nb;
+    }
+    void *p = b->base + b->off;
+    b->off += need;
+    a->used_total += need;
+    if (a->used_total > a->high_water) a->high_water = a->used_total;
+    return p;
+}
+
+float *kd_arena_floats(kd_arena *a, size_t n, kd_err *e) {
+    if (n > SIZE_MAX / sizeof(float)) {
+        kd_errf(e, KD_ERR_OOM, "arena: %zu floats overflow size_t", n);
+        return NULL;
+    }
+    return kd_arena_alloc(a, n * sizeof(float), e);
+}
+
+kd_arena_mark kd_arena_get_mark(const kd_arena *a) {
+    kd_arena_mark m = {a->head, a->head ? a->head->off : 0, a->used_total};
+    return m;
+}
+
+void kd_arena_release(kd_arena *a, kd_arena_mark m) {
+    /* Drop blocks created after the mark; they will be folded in at the next reset via high_water. */
+    while (a->head && a->head != m.block) {
+        kd_arena_block *p = a->head->prev;
+        free(a->head->raw);
+        free(a->head);
+        a->head = p;
+    }
+    if (a->head) a->head->off = m.offset;
+    a->used_total = m.used_total;
+}
+
+void kd_arena_reset(kd_arena *a) {
+    if (a->head && (a->head->prev || a->head->cap < a->high_water)) {
+        /* More than one block was needed: replace them all by one block of the high-water size. */
+        blocks_free(a->head);
+        a->head = block_new(a->high_water);
+        if (a->head) a->n_mallocs++;
+    }
+    if (a->head) a->head->off = 0;
+    a->used_total = 0;
+}

@@ -1,0 +1,45 @@
+/* Bump allocator for activations. A model allocates every intermediate of a forward pass from
+ * an arena and resets it afterwards. The first pass may grow the arena through extra blocks;
+ * kd_arena_reset then folds them into one block of the high-water size, so later passes of the
+ * same shape never call malloc (the "no allocation inside the denoising loop" rule). */
+#ifndef KD_CORE_ARENA_H
+#define KD_CORE_ARENA_H
+
+#include <stddef.h>
+
+#include "core/err.h"
+
+#define KD_ARENA_ALIGN 64
+
+typedef struct kd_arena_block kd_arena_block;
+
+typedef struct kd_arena {
+    kd_arena_block *head;   /* current block (blocks chain backwards) */
+    size_t used_total;      /* bytes handed out since the last reset, all blocks */
+    size_t high_water;      /* max used_total seen */
+    size_t limit;           /* 0 = unlimited; otherwise allocations beyond it fail */
+    size_t n_mallocs;       /* blocks allocated so far (for tests of the no-malloc rule) */
+} kd_arena;
+
+void kd_arena_init(kd_arena *a, size_t initial_bytes);
+void kd_arena_free(kd_arena *a);
+
+/* 64-byte aligned, uninitialised. Returns NULL (and sets e) on failure or limit. */
+void *kd_arena_alloc(kd_arena *a, size_t bytes, kd_err *e);
+/* Shorthand for n floats. */
+float *kd_arena_floats(kd_arena *a, size_t n, kd_err *e);
+
+/* Marks let a function free its temporaries on return while keeping earlier allocations. */
+typedef struct kd_arena_mark {
+    kd_arena_block *block;
+    size_t offset;
+    size_t used_total;
+} kd_arena_mark;
+
+kd_arena_mark kd_arena_get_mark(const kd_arena *a);
+void kd_arena_release(kd_arena *a, kd_arena_mark m);
+
+/* Frees everything handed out; consolidates into one block of the high-water size. */
+void kd_arena_reset(kd_arena *a);
+
+#endif

@@ -1,0 +1,107 @@
+#include "testutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int kt_passed = 0, kt_failed = 0;
+
+void kt_check(int ok, const char *file, int line, const char *fmt, ...) {
+    if (ok) {
+        kt_passed++;
+        return;
+    }
+    kt_failed++;
+    fprintf(stderr, "FAIL %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int kt_allclose(const char *name, const float *got, const float *ref, size_t n, double atol, double rtol) {
+    double max_abs = 0, max_rel = 0;
+    size_t bad = 0, first_bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], r = ref[i];
+        double d = fabs(g - r);
+        if (isnan(g) != isnan(r)) d = INFINITY;
+        if (d > max_abs) max_abs = d;
+        if (fabs(r) > 0 && d / fabs(r) > max_rel) max_rel = d / fabs(r);
+        if (!(d <= atol + rtol * fabs(r))) {
+            if (!bad) first_bad = i;
+            bad++;
+        }
+    }
+    if (bad) {
+        kt_failed++;
+        fprintf(stderr, "FAIL %s: %zu of %zu elements out of tolerance (atol %.1e rtol %.1e); first at %zu: got %.8g ref %.8g; max abs err %.3e\n",
+                name, bad, n, atol, rtol, first_bad, got[first_bad], ref[first_bad], max_abs);
+        return 0;
+    }
+    kt_passed++;
+    printf("  ok %-48s n=%-9zu max_abs_err=%.3e max_rel_err=%.3e\n", name, n, max_abs, max_rel);
+    return 1;
+}
+
+double kt_max_abs(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > m) m = fabs(x[i]);
+    return m;
+}
+
+static char path_buf[4096];
+
+const char *kt_data_path(const char *rel) {
+    const char *root = getenv("KD_TEST_DATA");
+    snprintf(path_buf, sizeof path_buf, "%s/%s", root && *root ? root : "tests/data", rel);
+    return path_buf;
+}
+
+const char *kt_shared_path(const char *rel) {
+    const char *root = getenv("KD_SHARED");
+    struct stat st;
+    if (!root || !*root || stat(root, &st) != 0) return NULL;
+    snprintf(path_buf, sizeof path_buf, "%s/%s", root, rel);
+    return path_buf;
+}
+
+static void mkdir_p(char *p) {
+    for (char *s = p + 1; *s; s++) {
+        if (*s == '/') {
+            *s = 0;
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    }
+    mkdir(p, 0755);
+}
+
+const char *kt_tmp_dir(const char *name) {
+    static char buf[4096];
+    const char *root = getenv("KD_BUILD_DIR");
+    snprintf(buf, sizeof buf, "%s/test-tmp/%s", root && *root ? root : ".", name);
+    mkdir_p(buf);
+    return buf;
+}
+
+int kt_finish(const char *suite) {
+    printf("%s: %d passed, %d failed\n", suite, kt_passed, kt_failed);
+    return kt_failed ? 1 : 0;
+}
+
+uint64_t kt_rand_u64(uint64_t *s) {
+    /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float kt_rand_uniform(uint64_t *s) { return (float)((kt_rand_u64(s) >> 40) * (1.0 / 8388608.0) - 1.0); }

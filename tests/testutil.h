@@ -1,0 +1,39 @@
+/* Minimal test harness shared by every test executable.
+ *
+ *   TEST_CHECK(cond, "fmt", ...)   counts a check; prints the message on failure
+ *   kt_allclose(name, got, ref, n, atol, rtol)  element-wise |got-ref| <= atol + rtol·|ref|,
+ *                                  prints max abs / rel error, counts one check
+ *   return kt_finish("suite");     prints "suite: N passed, N failed" and returns the exit code
+ */
+#ifndef KD_TESTUTIL_H
+#define KD_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+extern int kt_passed, kt_failed;
+
+void kt_check(int ok, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define TEST_CHECK(cond, ...) kt_check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Returns 1 if all close. Also records the max errors for the summary. */
+int kt_allclose(const char *name, const float *got, const float *ref, size_t n, double atol, double rtol);
+
+/* Largest |x| over the array (to express tolerances relative to an output's range). */
+double kt_max_abs(const float *x, size_t n);
+
+/* Path of a fixture: $KD_TEST_DATA/<rel> (default "tests/data/<rel>"). Static buffer. */
+const char *kt_data_path(const char *rel);
+/* Path under ../shared: $KD_SHARED/<rel>; NULL if the shared folder is absent. */
+const char *kt_shared_path(const char *rel);
+/* Writable scratch directory for a test (created): $KD_BUILD_DIR/test-tmp/<name>. Static buffer. */
+const char *kt_tmp_dir(const char *name);
+
+int kt_finish(const char *suite);
+
+/* Simple deterministic RNG for tests that need random inputs (not torch-compatible). */
+uint64_t kt_rand_u64(uint64_t *state);
+float kt_rand_uniform(uint64_t *state); /* [-1, 1) */
+
+#endif
