@@ -108,6 +108,9 @@ void kd_arena_release(kd_arena *a, kd_arena_mark m) {
     }
     if (a->head) a->head->off = m.offset;
     a->used_total = m.used_total;
+    /* Back to empty: fold any growth into one block now, so the next user of a scratch arena
+     * that is never reset explicitly finds room without calling malloc. */
+    if (a->used_total == 0) kd_arena_reset(a);
 }
 
 void kd_arena_reset(kd_arena *a) {

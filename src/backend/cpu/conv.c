@@ -1,0 +1,138 @@
+/* conv2d as im2col + GEMM.
+ *
+ * y_b[Cout, P] = W[Cout, K] · col_b[K, P]   with K = Cin·kh·kw and P = Ho·Wo.
+ * A 1×1 stride-1 unpadded conv needs no col buffer (col = x). Otherwise col is built for a chunk
+ * of output pixels at a time, sized so the buffer stays around COL_BUDGET bytes while each GEMM
+ * still sees hundreds of columns (small panels make BLAS re-pack the weights too often).
+ * The im2col fill and the GEMM are each spread over the pool. Weights that are not F32 are
+ * converted in slabs of output channels and the conv runs per slab. */
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+#include "backend/ops.h"
+
+#define COL_BUDGET ((int64_t)24 << 20)
+#define SLAB_BUDGET ((int64_t)32 << 20)
+
+kd_conv2d_params kd_conv2d_same(int k) {
+    kd_conv2d_params p = {1, k / 2, k / 2, k / 2, k / 2};
+    return p;
+}
+
+int64_t kd_conv2d_out_dim(int64_t in, int k, int stride, int pad_a, int pad_b) {
+    int64_t span = in + pad_a + pad_b - k;
+    if (span < 0 || stride <= 0) return 0;
+    return span / stride + 1;
+}
+
+typedef struct {
+    const float *x;    /* one image [Cin, H, W] */
+    float *col;        /* [K, n] */
+    int64_t H, W, Wo, p0, n;
+    int kh, kw, stride, pad_t, pad_l;
+} im2col_job;
+
+/* Row r of col = input channel ci at kernel offset (ky, kx), for output pixels p0 .. p0+n-1. */
+static void im2col_task(void *arg, int64_t r, int tid) {
+    const im2col_job *j = arg;
+    int64_t ci = r / (j->kh * j->kw);
+    int ky = (int)(r / j->kw % j->kh), kx = (int)(r % j->kw);
+    const float *xc = j->x + ci * j->H * j->W;
+    float *dst = j->col + r * j->n;
+    int64_t p = j->p0, end = j->p0 + j->n;
+    while (p < end) {
+        int64_t oy = p / j->Wo, ox0 = p % j->Wo;
+        int64_t ox1 = kd_min64(j->Wo, ox0 + (end - p)); /* rest of this output row inside the chunk */
+        int64_t iy = oy * j->stride - j->pad_t + ky;
+        int64_t cnt = ox1 - ox0;
+        if (iy < 0 || iy >= j->H) {
+            memset(dst, 0, (size_t)cnt * sizeof(float));
+        } else {
+            const float *xr = xc + iy * j->W;
+            for (int64_t ox = ox0; ox < ox1; ox++) {
+                int64_t ix = ox * j->stride - j->pad_l + kx;
+                dst[ox - ox0] = (ix >= 0 && ix < j->W) ? xr[ix] : 0.0f;
+            }
+        }
+        dst += cnt;
+        p += cnt;
+    }
+}
+
+typedef struct {
+    float *y;
+    const float *b;
+    int64_t P;
+} bias_job;
+
+static void bias_task(void *arg, int64_t c, int tid) {
+    const bias_job *j = arg;
+    float *restrict y = j->y + c * j->P;
+    float v = j->b[c];
+    for (int64_t i = 0; i < j->P; i++) y[i] += v;
+}
+
+/* F32 weights w[Cout, K]; output channel planes at y + b·y_bstride + c·P. */
+static kd_status conv_f32(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
+                          int64_t H, int64_t W, const float *w, int64_t Cout, int kh, int kw, const float *bias,
+                          const kd_conv2d_params *p, int64_t Ho, int64_t Wo, kd_err *e) {
+    int64_t P = Ho * Wo, K = Cin * kh * kw;
+    int direct = kh == 1 && kw == 1 && p->stride == 1 && !p->pad_top && !p->pad_bottom && !p->pad_left &&
+                 !p->pad_right;
+    for (int64_t b = 0; b < B; b++) {
+        const float *xb = x + b * Cin * H * W;
+        float *yb = y + b * y_bstride;
+        if (direct) {
+            kd_gemm(be, 0, 0, Cout, P, K, 1.0f, w, K, xb, P, 0.0f, yb, P);
+        } else {
+            int64_t n = kd_max64(COL_BUDGET / 4 / K, 256);
+            n = n >= P ? P : n / 16 * 16;
+            kd_arena_mark m = kd_arena_get_mark(&be->scratch);
+            float *col = kd_arena_floats(&be->scratch, (size_t)(K * n), e);
+            if (!col) return KD_ERR_OOM;
+            for (int64_t p0 = 0; p0 < P; p0 += n) {
+                int64_t nn = kd_min64(n, P - p0);
+                im2col_job j = {xb, col, H, W, Wo, p0, nn, kh, kw, p->stride, p->pad_top, p->pad_left};
+                kd_pool_run(be->pool, K, im2col_task, &j);
+                kd_gemm(be, 0, 0, Cout, nn, K, 1.0f, w, K, col, nn, 0.0f, yb + p0, P);
+            }
+            kd_arena_release(&be->scratch, m);
+        }
+        if (bias) {
+            bias_job bj = {yb, bias, P};
+            kd_pool_run(be->pool, Cout, bias_task, &bj);
+        }
+    }
+    return KD_OK;
+}
+
+kd_status kd_conv2d(kd_backend *be, float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                    const kd_tensor *w, const float *b, const kd_conv2d_params *p, kd_err *e) {
+    int64_t Cout = w->shape[0];
+    int kh = (int)w->shape[2], kw = (int)w->shape[3];
+    int64_t Ho = kd_conv2d_out_dim(H, kh, p->stride, p->pad_top, p->pad_bottom);
+    int64_t Wo = kd_conv2d_out_dim(W, kw, p->stride, p->pad_left, p->pad_right);
+    if (Ho <= 0 || Wo <= 0 || w->shape[1] != Cin)
+        return kd_errf(e, KD_ERR_SHAPE, "conv2d: input [%lld, %lld, %lld, %lld] does not fit weight [%lld, %lld, %d, %d]",
+                       (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout,
+                       (long long)w->shape[1], kh, kw);
+    int64_t K = Cin * kh * kw, P = Ho * Wo;
+    if (w->dtype == KD_F32)
+        return conv_f32(be, y, Cout * P, x, B, Cin, H, W, w->data, Cout, kh, kw, b, p, Ho, Wo, e);
+
+    /* Half-precision weights: convert a slab of output channels, convolve into those planes. */
+    int64_t slab = kd_max64(SLAB_BUDGET / 4 / K, 16);
+    slab = kd_min64(slab, Cout);
+    kd_arena_mark m = kd_arena_get_mark(&be->scratch);
+    float *ws = kd_arena_floats(&be->scratch, (size_t)(slab * K), e);
+    if (!ws) return KD_ERR_OOM;
+    size_t esz = kd_dtype_size(w->dtype);
+    kd_status s = KD_OK;
+    for (int64_t c0 = 0; c0 < Cout && s == KD_OK; c0 += slab) {
+        int64_t nc = kd_min64(slab, Cout - c0);
+        kd_convert_to_f32(ws, (const char *)w->data + (size_t)(c0 * K) * esz, w->dtype, (size_t)(nc * K));
+        s = conv_f32(be, y + c0 * P, Cout * P, x, B, Cin, H, W, ws, nc, kh, kw, b ? b + c0 : NULL, p, Ho, Wo, e);
+    }
+    kd_arena_release(&be->scratch, m);
+    return s;
+}

@@ -1,0 +1,97 @@
+/* GEMM and Linear. BLAS runs single-threaded; we split C into column (or row) panels, one pool
+ * task each, so BLAS threads never compete with the pool. */
+#include <cblas.h>
+
+#include "backend/cpu/cpu.h"
+#include "backend/ops.h"
+
+void kd_sgemm_1t(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
+                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+    int64_t panel; /* columns (split_n) or rows per task */
+    int split_n;
+} gemm_job;
+
+static void gemm_task(void *arg, int64_t idx, int tid) {
+    const gemm_job *j = arg;
+    int64_t p0 = idx * j->panel;
+    if (j->split_n) {
+        int64_t n = kd_min64(j->panel, j->N - p0);
+        const float *B = j->tb ? j->B + p0 * j->ldb : j->B + p0;
+        kd_sgemm_1t(j->ta, j->tb, j->M, n, j->K, j->alpha, j->A, j->lda, B, j->ldb, j->beta, j->C + p0, j->ldc);
+    } else {
+        int64_t m = kd_min64(j->panel, j->M - p0);
+        const float *A = j->ta ? j->A + p0 : j->A + p0 * j->lda;
+        kd_sgemm_1t(j->ta, j->tb, m, j->N, j->K, j->alpha, A, j->lda, j->B, j->ldb, j->beta, j->C + p0 * j->ldc,
+                    j->ldc);
+    }
+}
+
+/* Panels: one per thread, rounded to a multiple of 16 so BLAS kernels see aligned widths. */
+static int64_t panel_size(int64_t extent, int threads) {
+    int64_t p = kd_ceil_div(extent, threads);
+    return kd_ceil_div(p, 16) * 16;
+}
+
+void kd_gemm(kd_backend *be, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+             const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    int threads = be->n_threads;
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (threads == 1 || flops < 4e6) {
+        kd_sgemm_1t(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    gemm_job j = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, 0, N >= M};
+    j.panel = panel_size(j.split_n ? N : M, threads);
+    int64_t tasks = kd_ceil_div(j.split_n ? N : M, j.panel);
+    kd_pool_run(be->pool, tasks, gemm_task, &j);
+}
+
+/* ---- Linear with f16/bf16 weights: convert panels of output rows into scratch, then GEMM ---- */
+
+#define LIN_PANEL 128 /* weight rows converted at a time: 128 × K floats stays in L2 for K <= 2048 */
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t M, N, K;
+    const kd_tensor *w;
+    float *scratch; /* threads × LIN_PANEL × K */
+} lin_job;
+
+static void lin_task(void *arg, int64_t idx, int tid) {
+    const lin_job *j = arg;
+    int64_t n0 = idx * LIN_PANEL, n = kd_min64(LIN_PANEL, j->N - n0);
+    float *wp = j->scratch + (int64_t)tid * LIN_PANEL * j->K;
+    size_t esz = kd_dtype_size(j->w->dtype);
+    kd_convert_to_f32(wp, (const char *)j->w->data + (size_t)(n0 * j->K) * esz, j->w->dtype, (size_t)(n * j->K));
+    kd_sgemm_1t(0, 1, j->M, n, j->K, 1.0f, j->x, j->K, wp, j->K, 0.0f, j->y + n0, j->N);
+}
+
+kd_status kd_linear(kd_backend *be, float *y, const float *x, int64_t M, const kd_tensor *w, const float *b,
+                    kd_err *e) {
+    int64_t N = w->shape[0], K = w->shape[1];
+    if (w->dtype == KD_F32) {
+        kd_gemm(be, 0, 1, M, N, K, 1.0f, x, K, (const float *)w->data, K, 0.0f, y, N);
+    } else {
+        kd_arena_mark m = kd_arena_get_mark(&be->scratch);
+        float *scratch = kd_arena_floats(&be->scratch, (size_t)be->n_threads * LIN_PANEL * (size_t)K, e);
+        if (!scratch) return KD_ERR_OOM;
+        lin_job j = {y, x, M, N, K, w, scratch};
+        kd_pool_run(be->pool, kd_ceil_div(N, LIN_PANEL), lin_task, &j);
+        kd_arena_release(&be->scratch, m);
+    }
+    if (b) kd_add_row_vector(be, y, b, M, N);
+    return KD_OK;
+}

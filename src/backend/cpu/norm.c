@@ -1,0 +1,135 @@
+/* GroupNorm, LayerNorm, softmax. Statistics are accumulated in double and use two passes
+ * (mean, then squared deviations), so large offsets (x·3 + 100) keep full f32 accuracy. */
+#include <math.h>
+
+#include "backend/cpu/cpu.h"
+#include "backend/cpu/vecmath.h"
+#include "backend/ops.h"
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t C, HW;
+    int groups;
+    float eps;
+    const float *gamma, *beta;
+    int silu;
+} gn_job;
+
+/* Mean and 1/std of n values. */
+static void moments(const float *x, int64_t n, float eps, float *mean_out, float *rstd_out) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    double mean = s / (double)n;
+    double v = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = x[i] - mean;
+        v += d * d;
+    }
+    *mean_out = (float)mean;
+    *rstd_out = (float)(1.0 / sqrt(v / (double)n + eps));
+}
+
+static void gn_task(void *arg, int64_t bg, int tid) {
+    const gn_job *j = arg;
+    int64_t cpg = j->C / j->groups;
+    int64_t c0 = (bg % j->groups) * cpg;
+    int64_t b = bg / j->groups;
+    const float *x = j->x + (b * j->C + c0) * j->HW;
+    float *y = j->y + (b * j->C + c0) * j->HW;
+    float mean, rstd;
+    moments(x, cpg * j->HW, j->eps, &mean, &rstd);
+    for (int64_t c = 0; c < cpg; c++) {
+        float g = j->gamma ? j->gamma[c0 + c] : 1.0f, bt = j->beta ? j->beta[c0 + c] : 0.0f;
+        float sc = rstd * g, sh = bt - mean * sc;
+        const float *xc = x + c * j->HW;
+        float *restrict yc = y + c * j->HW;
+        if (j->silu)
+            for (int64_t i = 0; i < j->HW; i++) {
+                float v = xc[i] * sc + sh;
+                yc[i] = v * kd_sigmoidf(v);
+            }
+        else
+            for (int64_t i = 0; i < j->HW; i++) yc[i] = xc[i] * sc + sh;
+    }
+}
+
+static void group_norm_run(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
+                           float eps, const float *gamma, const float *beta, int silu) {
+    gn_job j = {y, x, C, HW, groups, eps, gamma, beta, silu};
+    kd_pool_run(be->pool, B * groups, gn_task, &j);
+}
+
+void kd_group_norm(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
+                   float eps, const float *gamma, const float *beta) {
+    group_norm_run(be, y, x, B, C, HW, groups, eps, gamma, beta, 0);
+}
+
+void kd_group_norm_silu(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
+                        float eps, const float *gamma, const float *beta) {
+    group_norm_run(be, y, x, B, C, HW, groups, eps, gamma, beta, 1);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t rows, dim;
+    float eps;
+    const float *gamma, *beta;
+} ln_job;
+
+#define ROW_BLOCK 16
+
+static void ln_task(void *arg, int64_t blk, int tid) {
+    const ln_job *j = arg;
+    int64_t r1 = kd_min64((blk + 1) * ROW_BLOCK, j->rows);
+    for (int64_t r = blk * ROW_BLOCK; r < r1; r++) {
+        const float *x = j->x + r * j->dim;
+        float *restrict y = j->y + r * j->dim;
+        float mean, rstd;
+        moments(x, j->dim, j->eps, &mean, &rstd);
+        for (int64_t i = 0; i < j->dim; i++) {
+            float v = (x[i] - mean) * rstd;
+            y[i] = v * (j->gamma ? j->gamma[i] : 1.0f) + (j->beta ? j->beta[i] : 0.0f);
+        }
+    }
+}
+
+void kd_layer_norm(kd_backend *be, float *y, const float *x, int64_t rows, int64_t dim, float eps,
+                   const float *gamma, const float *beta) {
+    ln_job j = {y, x, rows, dim, eps, gamma, beta};
+    kd_pool_run(be->pool, kd_ceil_div(rows, ROW_BLOCK), ln_task, &j);
+}
+
+/* One row in place. Exposed to attention.c through cpu.h-less linkage. */
+void kd_softmax_row(float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    if (m == -INFINITY) { /* fully masked row */
+        for (int64_t i = 0; i < n; i++) x[i] = 0.0f;
+        return;
+    }
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = kd_expf(x[i] - m);
+        s += x[i];
+    }
+    float inv = 1.0f / s;
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+typedef struct {
+    float *x;
+    int64_t rows, n;
+} sm_job;
+
+static void sm_task(void *arg, int64_t blk, int tid) {
+    const sm_job *j = arg;
+    int64_t r1 = kd_min64((blk + 1) * ROW_BLOCK, j->rows);
+    for (int64_t r = blk * ROW_BLOCK; r < r1; r++) kd_softmax_row(j->x + r * j->n, j->n);
+}
+
+void kd_softmax(kd_backend *be, float *x, int64_t rows, int64_t n) {
+    sm_job j = {x, rows, n};
+    kd_pool_run(be->pool, kd_ceil_div(rows, ROW_BLOCK), sm_task, &j);
+}
