@@ -114,7 +114,8 @@ void kd_arena_release(kd_arena *a, kd_arena_mark m) {
 }
 
 void kd_arena_reset(kd_arena *a) {
-    if (a->head && (a->head->prev || a->head->cap < a->high_water)) {
+    int fragmented = a->head ? (a->head->prev != NULL || a->head->cap < a->high_water) : a->high_water > 0;
+    if (fragmented) {
         /* More than one block was needed: replace them all by one block of the high-water size. */
         blocks_free(a->head);
         a->head = block_new(a->high_water);

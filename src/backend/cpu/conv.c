@@ -6,13 +6,16 @@
  * still sees hundreds of columns (small panels make BLAS re-pack the weights too often).
  * The im2col fill and the GEMM are each spread over the pool. Weights that are not F32 are
  * converted in slabs of output channels and the conv runs per slab. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/winograd.h"
 #include "backend/ops.h"
 
 #define COL_BUDGET ((int64_t)24 << 20)
 #define SLAB_BUDGET ((int64_t)32 << 20)
+#define WINO_MIN_TILES 256
 
 kd_conv2d_params kd_conv2d_same(int k) {
     kd_conv2d_params p = {1, k / 2, k / 2, k / 2, k / 2};
@@ -72,11 +75,25 @@ static void bias_task(void *arg, int64_t c, int tid) {
     for (int64_t i = 0; i < j->P; i++) y[i] += v;
 }
 
+/* Winograd pays off once there are enough tiles for its 16 GEMMs to be wide; at 8×8 maps the
+ * im2col GEMM is faster (measured in bench/, see docs/NOTES.md). KD_CONV_ALGO=im2col|winograd
+ * forces one path (for benchmarks and tests). */
+static int use_winograd(int kh, int kw, const kd_conv2d_params *p, int64_t B, int64_t Ho, int64_t Wo) {
+    if (kh != 3 || kw != 3 || p->stride != 1) return 0;
+    const char *force = getenv("KD_CONV_ALGO");
+    if (force && !strcmp(force, "im2col")) return 0;
+    if (force && !strcmp(force, "winograd")) return 1;
+    return B * ((Ho + 1) / 2) * ((Wo + 1) / 2) >= WINO_MIN_TILES;
+}
+
 /* F32 weights w[Cout, K]; output channel planes at y + b·y_bstride + c·P. */
 static kd_status conv_f32(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
                           int64_t H, int64_t W, const float *w, int64_t Cout, int kh, int kw, const float *bias,
                           const kd_conv2d_params *p, int64_t Ho, int64_t Wo, kd_err *e) {
     int64_t P = Ho * Wo, K = Cin * kh * kw;
+    if (use_winograd(kh, kw, p, B, Ho, Wo))
+        return kd_conv3x3_winograd(be, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, p->pad_top, p->pad_left, Ho, Wo,
+                                   e);
     int direct = kh == 1 && kw == 1 && p->stride == 1 && !p->pad_top && !p->pad_bottom && !p->pad_left &&
                  !p->pad_right;
     for (int64_t b = 0; b < B; b++) {

@@ -1,0 +1,173 @@
+/* 3×3 stride-1 convolution by Winograd F(2×2, 3×3).
+ *
+ * Each 2×2 block of output ("tile") comes from a 4×4 input patch d:
+ *   Y = Aᵀ [ Σ_ci (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+ * so the channel sum becomes 16 independent GEMMs, one per position k of the 4×4 transformed
+ * tile:  M_k[Cout, T] = U_k[Cout, Cin] · V_k[Cin, T].  That is 16 multiply-adds per tile and
+ * channel pair instead of 36 (2.25× fewer), and the transforms only use ±1 and ½, so the result
+ * stays within a few ulps of direct convolution.
+ *
+ * Tiles of all batch images are processed in chunks so V and M stay within WINO_BUDGET bytes. */
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+#include "backend/cpu/winograd.h"
+
+#define WINO_BUDGET ((int64_t)24 << 20)
+
+/* ---- transforms ---- */
+
+/* U[k][co][ci] = (G g Gᵀ)[k]. Done for WT_LANES input channels at a time so the arithmetic
+ * vectorises across channels and each of the 16 output rows is written contiguously. */
+#define WT_LANES 16
+
+typedef struct {
+    const float *w; /* [Cout, Cin, 3, 3] */
+    float *U;       /* [16][Cout][Cin] */
+    int64_t Cout, Cin;
+} wt_job;
+
+static void weight_task(void *arg, int64_t co, int tid) {
+    const wt_job *j = arg;
+    int64_t plane = j->Cout * j->Cin;
+    for (int64_t c0 = 0; c0 < j->Cin; c0 += WT_LANES) {
+        int64_t nl = kd_min64(WT_LANES, j->Cin - c0);
+        float g[9][WT_LANES] = {{0}}, t[4][3][WT_LANES], u[16][WT_LANES];
+        for (int64_t l = 0; l < nl; l++)
+            for (int i = 0; i < 9; i++) g[i][l] = j->w[(co * j->Cin + c0 + l) * 9 + i];
+        for (int c = 0; c < 3; c++) /* G g */
+            for (int l = 0; l < WT_LANES; l++) {
+                float g0 = g[c][l], g1 = g[3 + c][l], g2 = g[6 + c][l];
+                t[0][c][l] = g0;
+                t[1][c][l] = 0.5f * (g0 + g1 + g2);
+                t[2][c][l] = 0.5f * (g0 - g1 + g2);
+                t[3][c][l] = g2;
+            }
+        for (int r = 0; r < 4; r++) /* (G g) Gᵀ */
+            for (int l = 0; l < WT_LANES; l++) {
+                float a = t[r][0][l], b = t[r][1][l], c = t[r][2][l];
+                u[r * 4 + 0][l] = a;
+                u[r * 4 + 1][l] = 0.5f * (a + b + c);
+                u[r * 4 + 2][l] = 0.5f * (a - b + c);
+                u[r * 4 + 3][l] = c;
+            }
+        for (int k = 0; k < 16; k++) memcpy(j->U + k * plane + co * j->Cin + c0, u[k], (size_t)nl * sizeof(float));
+    }
+}
+
+typedef struct {
+    const float *x; /* [B, Cin, H, W] */
+    float *V;       /* [16][Cin][n] */
+    int64_t Cin, H, W, tiles_x, tiles_per_img, t0, n;
+    int pad_t, pad_l;
+} in_job;
+
+/* Bᵀ d B for the tiles t0 .. t0+n-1 of one input channel. */
+static void input_task(void *arg, int64_t ci, int tid) {
+    const in_job *j = arg;
+    int64_t plane = j->Cin * j->n;
+    for (int64_t t = 0; t < j->n; t++) {
+        int64_t gt = j->t0 + t, img = gt / j->tiles_per_img, lt = gt % j->tiles_per_img;
+        int64_t y0 = (lt / j->tiles_x) * 2 - j->pad_t, x0 = (lt % j->tiles_x) * 2 - j->pad_l;
+        const float *xc = j->x + (img * j->Cin + ci) * j->H * j->W;
+        float d[4][4];
+        for (int r = 0; r < 4; r++) {
+            int64_t iy = y0 + r;
+            for (int c = 0; c < 4; c++) {
+                int64_t ix = x0 + c;
+                d[r][c] = (iy >= 0 && iy < j->H && ix >= 0 && ix < j->W) ? xc[iy * j->W + ix] : 0.0f;
+            }
+        }
+        float s[4][4]; /* Bᵀ d */
+        for (int c = 0; c < 4; c++) {
+            s[0][c] = d[0][c] - d[2][c];
+            s[1][c] = d[1][c] + d[2][c];
+            s[2][c] = d[2][c] - d[1][c];
+            s[3][c] = d[1][c] - d[3][c];
+        }
+        float *v = j->V + ci * j->n + t;
+        for (int r = 0; r < 4; r++) { /* (Bᵀ d) B */
+            v[(r * 4 + 0) * plane] = s[r][0] - s[r][2];
+            v[(r * 4 + 1) * plane] = s[r][1] + s[r][2];
+            v[(r * 4 + 2) * plane] = s[r][2] - s[r][1];
+            v[(r * 4 + 3) * plane] = s[r][1] - s[r][3];
+        }
+    }
+}
+
+typedef struct {
+    const float *M; /* [16][Cout][n] */
+    float *y;       /* image b, channel c at y + b·y_bstride + c·Ho·Wo */
+    const float *bias;
+    int64_t y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, n;
+} out_job;
+
+/* Aᵀ M A for the tiles of one output channel, bias added, cropped to the output. */
+static void output_task(void *arg, int64_t co, int tid) {
+    const out_job *j = arg;
+    int64_t plane = j->Cout * j->n;
+    float b = j->bias ? j->bias[co] : 0.0f;
+    for (int64_t t = 0; t < j->n; t++) {
+        const float *m = j->M + co * j->n + t;
+        float q[4][4];
+        for (int k = 0; k < 16; k++) q[k / 4][k % 4] = m[k * plane];
+        float s[2][4]; /* Aᵀ q */
+        for (int c = 0; c < 4; c++) {
+            s[0][c] = q[0][c] + q[1][c] + q[2][c];
+            s[1][c] = q[1][c] - q[2][c] - q[3][c];
+        }
+        int64_t gt = j->t0 + t, img = gt / j->tiles_per_img, lt = gt % j->tiles_per_img;
+        int64_t oy = (lt / j->tiles_x) * 2, ox = (lt % j->tiles_x) * 2;
+        float *yc = j->y + img * j->y_bstride + co * j->Ho * j->Wo;
+        for (int r = 0; r < 2 && oy + r < j->Ho; r++) {
+            float o0 = s[r][0] + s[r][1] + s[r][2] + b;
+            float o1 = s[r][1] - s[r][2] - s[r][3] + b;
+            yc[(oy + r) * j->Wo + ox] = o0;
+            if (ox + 1 < j->Wo) yc[(oy + r) * j->Wo + ox + 1] = o1;
+        }
+    }
+}
+
+typedef struct {
+    const float *U, *V;
+    float *M;
+    int64_t Cout, Cin, n;
+} gemm16_job;
+
+static void gemm16_task(void *arg, int64_t k, int tid) {
+    const gemm16_job *j = arg;
+    kd_sgemm_1t(0, 0, j->Cout, j->n, j->Cin, 1.0f, j->U + k * j->Cout * j->Cin, j->Cin, j->V + k * j->Cin * j->n,
+                j->n, 0.0f, j->M + k * j->Cout * j->n, j->n);
+}
+
+kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
+                              int64_t W, const float *w, int64_t Cout, const float *bias, int pad_t, int pad_l,
+                              int64_t Ho, int64_t Wo, kd_err *e) {
+    int64_t tiles_y = kd_ceil_div(Ho, 2), tiles_x = kd_ceil_div(Wo, 2);
+    int64_t tiles_per_img = tiles_y * tiles_x, T = B * tiles_per_img;
+    int64_t n = WINO_BUDGET / 4 / (16 * (Cin + Cout));
+    n = n >= T ? T : kd_max64(n / 16 * 16, 16);
+
+    kd_arena_mark mark = kd_arena_get_mark(&be->scratch);
+    float *U = kd_arena_floats(&be->scratch, (size_t)(16 * Cout * Cin), e);
+    float *V = U ? kd_arena_floats(&be->scratch, (size_t)(16 * Cin * n), e) : NULL;
+    float *M = V ? kd_arena_floats(&be->scratch, (size_t)(16 * Cout * n), e) : NULL;
+    if (!M) {
+        kd_arena_release(&be->scratch, mark);
+        return KD_ERR_OOM;
+    }
+    wt_job wj = {w, U, Cout, Cin};
+    kd_pool_run(be->pool, Cout, weight_task, &wj);
+
+    for (int64_t t0 = 0; t0 < T; t0 += n) {
+        int64_t nn = kd_min64(n, T - t0);
+        in_job ij = {x, V, Cin, H, W, tiles_x, tiles_per_img, t0, nn, pad_t, pad_l};
+        kd_pool_run(be->pool, Cin, input_task, &ij);
+        gemm16_job gj = {U, V, M, Cout, Cin, nn};
+        kd_pool_run(be->pool, 16, gemm16_task, &gj);
+        out_job oj = {M, y, bias, y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, nn};
+        kd_pool_run(be->pool, Cout, output_task, &oj);
+    }
+    kd_arena_release(&be->scratch, mark);
+    return KD_OK;
+}
