@@ -16,18 +16,37 @@ typedef struct {
     int silu;
 } gn_job;
 
-/* Mean and 1/std of n values. */
-static void moments(const float *x, int64_t n, float eps, float *mean_out, float *rstd_out) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += x[i];
-    double mean = s / (double)n;
-    double v = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = x[i] - mean;
-        v += d * d;
+/* Sum of x[i] (or of (x[i]-m)² when sq) over n values: 16 float lanes within blocks of 1024
+ * (vectorises without -ffast-math), blocks added in double. Two passes keep full precision on
+ * inputs with a large mean. */
+#define LANES 16
+#define BLOCK 1024
+
+static double block_sum(const float *x, int64_t n, float m, int sq) {
+    double total = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
+        int64_t b1 = kd_min64(b0 + BLOCK, n), i = b0;
+        float acc[LANES] = {0};
+        for (; i + LANES <= b1; i += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float d = x[i + l] - m;
+                acc[l] += sq ? d * d : x[i + l];
+            }
+        float tail = 0;
+        for (; i < b1; i++) tail += sq ? (x[i] - m) * (x[i] - m) : x[i];
+        double s = tail;
+        for (int l = 0; l < LANES; l++) s += acc[l];
+        total += s;
     }
-    *mean_out = (float)mean;
-    *rstd_out = (float)(1.0 / sqrt(v / (double)n + eps));
+    return total;
+}
+
+/* Mean and 1/std (biased variance) of n values. */
+static void moments(const float *x, int64_t n, float eps, float *mean_out, float *rstd_out) {
+    float mean = (float)(block_sum(x, n, 0.0f, 0) / (double)n);
+    double var = block_sum(x, n, mean, 1) / (double)n;
+    *mean_out = mean;
+    *rstd_out = (float)(1.0 / sqrt(var + eps));
 }
 
 static void gn_task(void *arg, int64_t bg, int tid) {
@@ -41,16 +60,18 @@ static void gn_task(void *arg, int64_t bg, int tid) {
     moments(x, cpg * j->HW, j->eps, &mean, &rstd);
     for (int64_t c = 0; c < cpg; c++) {
         float g = j->gamma ? j->gamma[c0 + c] : 1.0f, bt = j->beta ? j->beta[c0 + c] : 0.0f;
-        float sc = rstd * g, sh = bt - mean * sc;
+        /* (x - mean)·sc + beta, not x·sc + (beta - mean·sc): the latter cancels catastrophically
+         * when |mean| >> std. */
+        float sc = rstd * g;
         const float *xc = x + c * j->HW;
         float *restrict yc = y + c * j->HW;
         if (j->silu)
             for (int64_t i = 0; i < j->HW; i++) {
-                float v = xc[i] * sc + sh;
+                float v = (xc[i] - mean) * sc + bt;
                 yc[i] = v * kd_sigmoidf(v);
             }
         else
-            for (int64_t i = 0; i < j->HW; i++) yc[i] = xc[i] * sc + sh;
+            for (int64_t i = 0; i < j->HW; i++) yc[i] = (xc[i] - mean) * sc + bt;
     }
 }
 
