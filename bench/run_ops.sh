@@ -46,7 +46,12 @@ echo "== kandinsky.c vs PyTorch CPU, op benchmark =="
 echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "cpu:       $(lscpu | grep 'Model name' | sed 's/^Model name: *//')"
 echo "threads:   $threads (both sides)"
-echo "commit:    $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- src include 2>/dev/null || echo ' + uncommitted changes in src/ or include/')"
+if commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null)"; then
+    git -C "$root" diff --quiet HEAD -- src include || commit="$commit + uncommitted changes in src/ or include/"
+else
+    commit="(not a git checkout: $root)"
+fi
+echo "commit:    $commit"
 echo "KD_CONV_ALGO=${KD_CONV_ALGO-(unset)}"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-(unset)} (as found; not changed)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
