@@ -69,6 +69,29 @@ int kd_ctx_threads(const kd_ctx *ctx);
  * into component folders of a diffusers pipeline (unet/, movq/, prior/ ...). */
 kd_status kd_inspect(kd_ctx *ctx, const char *path, FILE *out);
 
+/* ---- MoVQ autoencoder (diffusers VQModel with norm_type "spatial") ---------------------------
+ * Loads a `movq/` folder (config.json + diffusion_pytorch_model.safetensors, F32/F16/BF16, sharded
+ * or not) of any configuration of that class. Images are float NCHW RGB in [-1, 1]; latents are
+ * float NCHW with kd_movq_latent_channels() channels at 1/kd_movq_downscale() of the image size
+ * (the published model: 4 channels, factor 8). No scaling factor is applied, as in Kandinsky. */
+typedef struct kd_movq kd_movq;
+
+kd_status kd_movq_load(kd_ctx *ctx, const char *path, kd_movq **out);
+void kd_movq_free(kd_movq *m);
+int kd_movq_latent_channels(const kd_movq *m);
+int kd_movq_downscale(const kd_movq *m);
+/* Latent size the encoder produces for an image of height × width. */
+void kd_movq_latent_size(const kd_movq *m, int height, int width, int *lat_h, int *lat_w);
+
+/* image[batch, 3, height, width] → latents[batch, C, lat_h, lat_w] (kd_movq_latent_size);
+ * the unquantized latents the Kandinsky pipelines use. */
+kd_status kd_movq_encode(kd_ctx *ctx, kd_movq *m, const float *image, int batch, int height, int width,
+                         float *latents);
+/* latents[batch, C, lat_h, lat_w] → image[batch, 3, lat_h·f, lat_w·f] (f = kd_movq_downscale),
+ * decode(force_not_quantize=True) as the pipelines call it. */
+kd_status kd_movq_decode(kd_ctx *ctx, kd_movq *m, const float *latents, int batch, int lat_h, int lat_w,
+                         float *image);
+
 #ifdef __cplusplus
 }
 #endif

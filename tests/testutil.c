@@ -16,12 +16,13 @@ void kt_check(int ok, const char *file, int line, const char *fmt, ...) {
         return;
     }
     kt_failed++;
-    fprintf(stderr, "FAIL %s:%d: ", file, line);
+    fprintf(stdout, "FAIL %s:%d: ", file, line);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vfprintf(stdout, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fputc('\n', stdout);
+    fflush(stdout);
 }
 
 int kt_allclose(const char *name, const float *got, const float *ref, size_t n, double atol, double rtol) {
@@ -40,7 +41,7 @@ int kt_allclose(const char *name, const float *got, const float *ref, size_t n, 
     }
     if (bad) {
         kt_failed++;
-        fprintf(stderr, "FAIL %s: %zu of %zu elements out of tolerance (atol %.1e rtol %.1e); first at %zu: got %.8g ref %.8g; max abs err %.3e\n",
+        fprintf(stdout, "FAIL %s: %zu of %zu elements out of tolerance (atol %.1e rtol %.1e); first at %zu: got %.8g ref %.8g; max abs err %.3e\n",
                 name, bad, n, atol, rtol, first_bad, got[first_bad], ref[first_bad], max_abs);
         return 0;
     }

@@ -83,6 +83,8 @@ void kd_gelu(kd_backend *be, float *y, const float *x, int64_t n);       /* exac
 void kd_quick_gelu(kd_backend *be, float *y, const float *x, int64_t n); /* x·σ(1.702x) */
 void kd_add(kd_backend *be, float *y, const float *a, const float *b, int64_t n);
 void kd_mul(kd_backend *be, float *y, const float *a, const float *b, int64_t n);
+/* y = a·b + c element-wise, then SiLU if silu != 0 (y may equal any input) */
+void kd_mul_add(kd_backend *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu);
 /* y[i] = x[i] · s + t */
 void kd_scale_shift(kd_backend *be, float *y, const float *x, float s, float t, int64_t n);
 /* x[R, N] += b[N] (bias over the last dim) */

@@ -242,3 +242,30 @@ void kd_timestep_embedding(float *y, const float *t, int64_t B, int dim, int fli
         if (dim % 2) row[dim - 1] = 0.0f;
     }
 }
+
+/* ---- fused multiply-add (SpatialNorm's norm·conv_y(z) + conv_b(z), FiLM) ---- */
+
+typedef struct {
+    float *y;
+    const float *a, *b, *c;
+    int64_t n;
+    int silu;
+} fma_job;
+
+static void fma_task(void *arg, int64_t idx, int tid) {
+    const fma_job *j = arg;
+    int64_t i1 = kd_min64((idx + 1) * MAP_CHUNK, j->n);
+    float *restrict y = j->y;
+    if (j->silu)
+        for (int64_t i = idx * MAP_CHUNK; i < i1; i++) {
+            float v = j->a[i] * j->b[i] + j->c[i];
+            y[i] = v * kd_sigmoidf(v);
+        }
+    else
+        for (int64_t i = idx * MAP_CHUNK; i < i1; i++) y[i] = j->a[i] * j->b[i] + j->c[i];
+}
+
+void kd_mul_add(kd_backend *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu) {
+    fma_job j = {y, a, b, c, n, silu};
+    kd_pool_run(be->pool, kd_ceil_div(n, MAP_CHUNK), fma_task, &j);
+}

@@ -1,0 +1,533 @@
+/* MoVQ: diffusers VQModel with norm_type "spatial" (Kandinsky 2.1 / 2.2 autoencoder).
+ * Spec: shared/reference/kandinsky-2x-spec.md §2.2, §3.5, §8.1–8.2.
+ *
+ * Encoder: conv_in → down blocks (ResnetBlock2D ×L [+ single-head attention], stride-2 conv after
+ *   right/bottom zero padding except in the last block) → mid (resnet, attention, resnet) →
+ *   GroupNorm + SiLU → conv_out → quant_conv.
+ * Decoder: post_quant_conv → conv_in → mid → up blocks (ResnetBlockCondNorm2D ×(L+1)
+ *   [+ attention], nearest ×2 + conv except in the last block) → SpatialNorm + SiLU → conv_out.
+ *   Every decoder norm is a SpatialNorm conditioned on the latent itself (zq, before
+ *   post_quant_conv): GN(f)·conv_y(zq↑) + conv_b(zq↑), with 32 groups and eps 1e-6 whatever the
+ *   config says (diffusers hard-codes them). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ctx.h"
+#include "io/config.h"
+#include "nn/layers.h"
+
+#define MOVQ_MAX_LEVELS 8
+#define MOVQ_EPS 1e-6f
+#define SPATIAL_GROUPS 32
+
+typedef struct movq_norm {
+    int spatial;
+    kd_norm_layer gn;
+    kd_conv2d_layer conv_y, conv_b; /* spatial only: 1×1 latent_channels → C */
+} movq_norm;
+
+typedef struct movq_resnet {
+    movq_norm norm1, norm2;
+    kd_conv2d_layer conv1, conv2, conv_shortcut;
+    int has_shortcut;
+    int64_t cin, cout;
+} movq_resnet;
+
+typedef struct movq_attn {
+    movq_norm norm;
+    kd_linear_layer to_q, to_k, to_v, to_out;
+    int64_t C;
+} movq_attn;
+
+typedef struct movq_block {
+    int n_layers;
+    movq_resnet *resnets; /* [n_layers] */
+    movq_attn *attn;      /* [n_layers] or NULL */
+    int has_sampler;
+    kd_conv2d_layer sampler; /* downsampler (stride 2) or upsampler conv */
+    int64_t cout;
+} movq_block;
+
+typedef struct movq_mid {
+    movq_resnet res[2];
+    movq_attn attn;
+    int has_attn;
+} movq_mid;
+
+struct kd_movq {
+    /* config */
+    int64_t in_channels, out_channels, latent_channels, vq_embed_dim;
+    int n_levels, layers_per_block, groups, mid_attention;
+    int64_t block_out[MOVQ_MAX_LEVELS];
+    int down_attn[MOVQ_MAX_LEVELS], up_attn[MOVQ_MAX_LEVELS];
+    /* encoder */
+    kd_conv2d_layer enc_conv_in, enc_conv_out, quant_conv;
+    movq_block down[MOVQ_MAX_LEVELS];
+    movq_mid enc_mid;
+    movq_norm enc_norm_out;
+    /* decoder */
+    kd_conv2d_layer post_quant_conv, dec_conv_in, dec_conv_out;
+    movq_block up[MOVQ_MAX_LEVELS];
+    movq_mid dec_mid;
+    movq_norm dec_norm_out;
+
+    kd_weights *w;
+    kd_arena arena; /* activations of one encode/decode call */
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * forward
+ * ------------------------------------------------------------------------------------------- */
+
+/* Conditioning latent for SpatialNorm: zq at the feature map's size (nearest). */
+typedef struct movq_cond {
+    const float *zq; /* [B, Cz, zh, zw] */
+    int64_t Cz, zh, zw;
+} movq_cond;
+
+typedef struct fmap {
+    float *d;
+    int64_t B, C, H, W;
+} fmap;
+
+static float *alloc_map(kd_arena *a, int64_t B, int64_t C, int64_t H, int64_t W, kd_err *e) {
+    return kd_arena_floats(a, (size_t)(B * C * H * W), e);
+}
+
+/* y = norm(x) [then SiLU]; y may be x for group norms. */
+static kd_status norm_forward(kd_backend *be, kd_arena *a, const movq_norm *n, float *y, fmap x, const movq_cond *c,
+                              int silu, kd_err *e) {
+    int64_t HW = x.H * x.W, N = x.B * x.C * HW;
+    if (!n->spatial) {
+        if (silu)
+            kd_group_norm_silu(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias);
+        else
+            kd_group_norm(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias);
+        return KD_OK;
+    }
+    kd_arena_mark m = kd_arena_get_mark(a);
+    const float *z = c->zq;
+    if (c->zh != x.H || c->zw != x.W) {
+        float *zr = alloc_map(a, x.B, c->Cz, x.H, x.W, e);
+        if (!zr) return KD_ERR_OOM;
+        kd_resize_nearest(be, zr, c->zq, x.B * c->Cz, c->zh, c->zw, x.H, x.W);
+        z = zr;
+    }
+    float *gy = alloc_map(a, x.B, x.C, x.H, x.W, e);
+    float *gb = gy ? alloc_map(a, x.B, x.C, x.H, x.W, e) : NULL;
+    if (!gb) return KD_ERR_OOM;
+    KD_TRY(kd_conv2d_layer_forward(be, &n->conv_y, gy, z, x.B, x.H, x.W, e));
+    KD_TRY(kd_conv2d_layer_forward(be, &n->conv_b, gb, z, x.B, x.H, x.W, e));
+    kd_group_norm(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias);
+    kd_mul_add(be, y, y, gy, gb, N, silu);
+    kd_arena_release(a, m);
+    return KD_OK;
+}
+
+/* out[B, cout, H, W] = shortcut(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x)))))) */
+static kd_status resnet_forward(kd_backend *be, kd_arena *a, const movq_resnet *r, fmap x, const movq_cond *c,
+                                fmap *out, kd_err *e) {
+    float *o = alloc_map(a, x.B, r->cout, x.H, x.W, e);
+    if (!o) return KD_ERR_OOM;
+    kd_arena_mark m = kd_arena_get_mark(a);
+    float *t = alloc_map(a, x.B, r->cin > r->cout ? r->cin : r->cout, x.H, x.W, e); /* norm1 out, then shortcut */
+    float *h = t ? alloc_map(a, x.B, r->cout, x.H, x.W, e) : NULL;
+    if (!h) return KD_ERR_OOM;
+    KD_TRY(norm_forward(be, a, &r->norm1, t, x, c, 1, e));
+    KD_TRY(kd_conv2d_layer_forward(be, &r->conv1, h, t, x.B, x.H, x.W, e));
+    fmap hm = {h, x.B, r->cout, x.H, x.W};
+    KD_TRY(norm_forward(be, a, &r->norm2, h, hm, c, 1, e)); /* in place */
+    KD_TRY(kd_conv2d_layer_forward(be, &r->conv2, o, h, x.B, x.H, x.W, e));
+    const float *sc = x.d;
+    if (r->has_shortcut) {
+        KD_TRY(kd_conv2d_layer_forward(be, &r->conv_shortcut, t, x.d, x.B, x.H, x.W, e));
+        sc = t;
+    }
+    kd_add(be, o, o, sc, x.B * r->cout * x.H * x.W);
+    kd_arena_release(a, m);
+    *out = (fmap){o, x.B, r->cout, x.H, x.W};
+    return KD_OK;
+}
+
+/* out = x + to_out(attention(to_q/k/v(tokens(norm(x))))), one head of width C. */
+static kd_status attn_forward(kd_backend *be, kd_arena *a, const movq_attn *at, fmap x, const movq_cond *c,
+                              fmap *out, kd_err *e) {
+    int64_t C = x.C, HW = x.H * x.W, N = x.B * C * HW, T = x.B * HW;
+    float *o = alloc_map(a, x.B, C, x.H, x.W, e);
+    if (!o) return KD_ERR_OOM;
+    kd_arena_mark m = kd_arena_get_mark(a);
+    float *nrm = alloc_map(a, x.B, C, x.H, x.W, e);
+    float *tok = nrm ? kd_arena_floats(a, (size_t)N, e) : NULL;
+    float *q = tok ? kd_arena_floats(a, (size_t)N, e) : NULL;
+    float *k = q ? kd_arena_floats(a, (size_t)N, e) : NULL;
+    float *v = k ? kd_arena_floats(a, (size_t)N, e) : NULL;
+    if (!v) return KD_ERR_OOM;
+    KD_TRY(norm_forward(be, a, &at->norm, nrm, x, c, 0, e));
+    kd_transpose_last2(be, tok, nrm, x.B, C, HW); /* [B, C, HW] → [B, HW, C] */
+    KD_TRY(kd_linear_layer_forward(be, &at->to_q, q, tok, T, e));
+    KD_TRY(kd_linear_layer_forward(be, &at->to_k, k, tok, T, e));
+    KD_TRY(kd_linear_layer_forward(be, &at->to_v, v, tok, T, e));
+    kd_attn_params p = {.batch = x.B, .heads = 1, .head_dim = C, .q_len = HW, .kv_len = HW, .q = q, .q_stride = C,
+                        .k = k, .v = v, .kv_stride = C, .scale = 1.0f / sqrtf((float)C)};
+    KD_TRY(kd_attention(be, tok, &p, e));
+    KD_TRY(kd_linear_layer_forward(be, &at->to_out, q, tok, T, e));
+    kd_transpose_last2(be, o, q, x.B, HW, C); /* back to [B, C, HW] */
+    kd_add(be, o, o, x.d, N);
+    kd_arena_release(a, m);
+    *out = (fmap){o, x.B, C, x.H, x.W};
+    return KD_OK;
+}
+
+static kd_status mid_forward(kd_backend *be, kd_arena *a, const movq_mid *mid, fmap x, const movq_cond *c,
+                             fmap *out, kd_err *e) {
+    KD_TRY(resnet_forward(be, a, &mid->res[0], x, c, &x, e));
+    if (mid->has_attn) KD_TRY(attn_forward(be, a, &mid->attn, x, c, &x, e));
+    KD_TRY(resnet_forward(be, a, &mid->res[1], x, c, out, e));
+    return KD_OK;
+}
+
+static kd_status block_layers(kd_backend *be, kd_arena *a, const movq_block *b, fmap x, const movq_cond *c,
+                              fmap *out, kd_err *e) {
+    for (int i = 0; i < b->n_layers; i++) {
+        KD_TRY(resnet_forward(be, a, &b->resnets[i], x, c, &x, e));
+        if (b->attn) KD_TRY(attn_forward(be, a, &b->attn[i], x, c, &x, e));
+    }
+    *out = x;
+    return KD_OK;
+}
+
+/* Conv into a fresh map; output size from the layer's padding/stride. */
+static kd_status conv_map(kd_backend *be, kd_arena *a, const kd_conv2d_layer *l, fmap x, fmap *out, kd_err *e) {
+    int64_t Ho, Wo;
+    kd_conv2d_layer_out_size(l, x.H, x.W, &Ho, &Wo);
+    float *o = alloc_map(a, x.B, l->cout, Ho, Wo, e);
+    if (!o) return KD_ERR_OOM;
+    KD_TRY(kd_conv2d_layer_forward(be, l, o, x.d, x.B, x.H, x.W, e));
+    *out = (fmap){o, x.B, l->cout, Ho, Wo};
+    return KD_OK;
+}
+
+static kd_status encode_impl(kd_backend *be, kd_movq *m, fmap x, float *latents, kd_err *e) {
+    kd_arena *a = &m->arena;
+    KD_TRY(conv_map(be, a, &m->enc_conv_in, x, &x, e));
+    for (int i = 0; i < m->n_levels; i++) {
+        const movq_block *b = &m->down[i];
+        KD_TRY(block_layers(be, a, b, x, NULL, &x, e));
+        if (b->has_sampler) KD_TRY(conv_map(be, a, &b->sampler, x, &x, e)); /* pads (0,1,0,1), stride 2 */
+    }
+    KD_TRY(mid_forward(be, a, &m->enc_mid, x, NULL, &x, e));
+    KD_TRY(norm_forward(be, a, &m->enc_norm_out, x.d, x, NULL, 1, e));
+    KD_TRY(conv_map(be, a, &m->enc_conv_out, x, &x, e));
+    return kd_conv2d_layer_forward(be, &m->quant_conv, latents, x.d, x.B, x.H, x.W, e);
+}
+
+static kd_status decode_impl(kd_backend *be, kd_movq *m, fmap z, float *image, kd_err *e) {
+    kd_arena *a = &m->arena;
+    movq_cond c = {z.d, z.C, z.H, z.W};
+    fmap x;
+    KD_TRY(conv_map(be, a, &m->post_quant_conv, z, &x, e));
+    KD_TRY(conv_map(be, a, &m->dec_conv_in, x, &x, e));
+    KD_TRY(mid_forward(be, a, &m->dec_mid, x, &c, &x, e));
+    for (int i = 0; i < m->n_levels; i++) {
+        const movq_block *b = &m->up[i];
+        KD_TRY(block_layers(be, a, b, x, &c, &x, e));
+        if (b->has_sampler) {
+            float *u = alloc_map(a, x.B, x.C, 2 * x.H, 2 * x.W, e);
+            if (!u) return KD_ERR_OOM;
+            kd_upsample_nearest2x(be, u, x.d, x.B * x.C, x.H, x.W);
+            x = (fmap){u, x.B, x.C, 2 * x.H, 2 * x.W};
+            KD_TRY(conv_map(be, a, &b->sampler, x, &x, e));
+        }
+    }
+    float *t = alloc_map(a, x.B, x.C, x.H, x.W, e);
+    if (!t) return KD_ERR_OOM;
+    KD_TRY(norm_forward(be, a, &m->dec_norm_out, t, x, &c, 1, e));
+    return kd_conv2d_layer_forward(be, &m->dec_conv_out, image, t, x.B, x.H, x.W, e);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * public API
+ * ------------------------------------------------------------------------------------------- */
+
+int kd_movq_latent_channels(const kd_movq *m) { return (int)m->latent_channels; }
+int kd_movq_downscale(const kd_movq *m) { return 1 << (m->n_levels - 1); }
+
+void kd_movq_latent_size(const kd_movq *m, int height, int width, int *lat_h, int *lat_w) {
+    int64_t h = height, w = width;
+    for (int i = 0; i < m->n_levels - 1; i++) { /* pad (0,1) then k3 s2: out = (n + 1 - 3)/2 + 1 */
+        h = kd_conv2d_out_dim(h, 3, 2, 0, 1);
+        w = kd_conv2d_out_dim(w, 3, 2, 0, 1);
+    }
+    *lat_h = (int)h;
+    *lat_w = (int)w;
+}
+
+/* Largest image side accepted: keeps every activation size far from int64 overflow and gives a
+ * clear error instead of an allocation failure deep inside the network. */
+#define MOVQ_MAX_SIDE 16384
+
+static kd_status check_call(kd_ctx *ctx, kd_movq *m, const void *in, const void *out, int batch, int h, int w,
+                            const char *what) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!m || !in || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "%s: NULL model or buffer", what);
+    if (batch < 1 || h < 1 || w < 1 || h > MOVQ_MAX_SIDE || w > MOVQ_MAX_SIDE)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "%s: batch %d × %d × %d is out of range (1..%d per side)", what,
+                           batch, h, w, MOVQ_MAX_SIDE);
+    return KD_OK;
+}
+
+kd_status kd_movq_encode(kd_ctx *ctx, kd_movq *m, const float *image, int batch, int height, int width,
+                         float *latents) {
+    KD_TRY(check_call(ctx, m, image, latents, batch, height, width, "movq encode"));
+    int lh, lw;
+    kd_movq_latent_size(m, height, width, &lh, &lw);
+    if (lh < 1 || lw < 1)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "movq encode: image %d×%d is too small", width, height);
+    fmap x = {(float *)image, batch, m->in_channels, height, width};
+    kd_status s = encode_impl(&ctx->be, m, x, latents, &ctx->err);
+    kd_arena_reset(&m->arena);
+    if (s != KD_OK) kd_err_prefix(&ctx->err, "movq encode");
+    return s;
+}
+
+kd_status kd_movq_decode(kd_ctx *ctx, kd_movq *m, const float *latents, int batch, int lat_h, int lat_w,
+                         float *image) {
+    KD_TRY(check_call(ctx, m, latents, image, batch, lat_h, lat_w, "movq decode"));
+    if ((int64_t)lat_h * kd_movq_downscale(m) > MOVQ_MAX_SIDE || (int64_t)lat_w * kd_movq_downscale(m) > MOVQ_MAX_SIDE)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "movq decode: latents %d×%d decode to more than %d pixels per side",
+                           lat_w, lat_h, MOVQ_MAX_SIDE);
+    fmap z = {(float *)latents, batch, m->latent_channels, lat_h, lat_w};
+    kd_status s = decode_impl(&ctx->be, m, z, image, &ctx->err);
+    kd_arena_reset(&m->arena);
+    if (s != KD_OK) kd_err_prefix(&ctx->err, "movq decode");
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * loading
+ * ------------------------------------------------------------------------------------------- */
+
+static kd_status norm_load(kd_weights *w, const char *name, int spatial, int64_t C, int groups, int64_t Cz,
+                           movq_norm *n, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    n->spatial = spatial;
+    if (!spatial) return kd_group_norm_layer_load(w, name, C, groups, MOVQ_EPS, &n->gn, e);
+    KD_TRY(kd_group_norm_layer_load(w, kd_name(buf, name, "norm_layer"), C, SPATIAL_GROUPS, MOVQ_EPS, &n->gn, e));
+    KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv_y"), Cz, C, 1, 1, 0, 1, &n->conv_y, e));
+    return kd_conv2d_layer_load(w, kd_name(buf, name, "conv_b"), Cz, C, 1, 1, 0, 1, &n->conv_b, e);
+}
+
+static kd_status resnet_load(kd_weights *w, const char *name, const kd_movq *m, int spatial, int64_t cin,
+                             int64_t cout, movq_resnet *r, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    r->cin = cin;
+    r->cout = cout;
+    r->has_shortcut = cin != cout;
+    KD_TRY(norm_load(w, kd_name(buf, name, "norm1"), spatial, cin, m->groups, m->latent_channels, &r->norm1, e));
+    KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv1"), cin, cout, 3, 1, 1, 1, &r->conv1, e));
+    KD_TRY(norm_load(w, kd_name(buf, name, "norm2"), spatial, cout, m->groups, m->latent_channels, &r->norm2, e));
+    KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv2"), cout, cout, 3, 1, 1, 1, &r->conv2, e));
+    if (r->has_shortcut)
+        KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv_shortcut"), cin, cout, 1, 1, 0, 1, &r->conv_shortcut, e));
+    return KD_OK;
+}
+
+static kd_status attn_load(kd_weights *w, const char *name, const kd_movq *m, int spatial, int64_t C, movq_attn *at,
+                           kd_err *e) {
+    char buf[KD_NAME_MAX];
+    at->C = C;
+    KD_TRY(norm_load(w, kd_name(buf, name, spatial ? "spatial_norm" : "group_norm"), spatial, C, m->groups,
+                     m->latent_channels, &at->norm, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_q"), C, C, 1, &at->to_q, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_k"), C, C, 1, &at->to_k, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_v"), C, C, 1, &at->to_v, e));
+    return kd_linear_layer_load(w, kd_name(buf, name, "to_out.0"), C, C, 1, &at->to_out, e);
+}
+
+static kd_status mid_load(kd_weights *w, const char *name, const kd_movq *m, int spatial, movq_mid *mid, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    int64_t C = m->block_out[m->n_levels - 1];
+    mid->has_attn = m->mid_attention;
+    KD_TRY(resnet_load(w, kd_namef(buf, "%s.resnets.0", name), m, spatial, C, C, &mid->res[0], e));
+    KD_TRY(resnet_load(w, kd_namef(buf, "%s.resnets.1", name), m, spatial, C, C, &mid->res[1], e));
+    if (mid->has_attn) KD_TRY(attn_load(w, kd_namef(buf, "%s.attentions.0", name), m, spatial, C, &mid->attn, e));
+    return KD_OK;
+}
+
+/* Encoder block i (DownEncoderBlock2D / AttnDownEncoderBlock2D). */
+static kd_status down_load(kd_weights *w, kd_movq *m, int i, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    movq_block *b = &m->down[i];
+    int64_t cin = i ? m->block_out[i - 1] : m->block_out[0], cout = m->block_out[i];
+    b->n_layers = m->layers_per_block;
+    b->cout = cout;
+    b->resnets = calloc((size_t)b->n_layers, sizeof *b->resnets);
+    b->attn = m->down_attn[i] ? calloc((size_t)b->n_layers, sizeof *b->attn) : NULL;
+    if (!b->resnets || (m->down_attn[i] && !b->attn)) return kd_errf(e, KD_ERR_OOM, "out of memory");
+    for (int l = 0; l < b->n_layers; l++) {
+        KD_TRY(resnet_load(w, kd_namef(buf, "encoder.down_blocks.%d.resnets.%d", i, l), m, 0, l ? cout : cin, cout,
+                           &b->resnets[l], e));
+        if (b->attn)
+            KD_TRY(attn_load(w, kd_namef(buf, "encoder.down_blocks.%d.attentions.%d", i, l), m, 0, cout, &b->attn[l], e));
+    }
+    b->has_sampler = i < m->n_levels - 1;
+    if (b->has_sampler) {
+        KD_TRY(kd_conv2d_layer_load(w, kd_namef(buf, "encoder.down_blocks.%d.downsamplers.0.conv", i), cout, cout, 3, 2,
+                                    0, 1, &b->sampler, e));
+        b->sampler.p = (kd_conv2d_params){2, 0, 1, 0, 1}; /* F.pad(x, (0, 1, 0, 1)) then conv */
+    }
+    return KD_OK;
+}
+
+/* Decoder block i (UpDecoderBlock2D / AttnUpDecoderBlock2D); channels run in reverse. */
+static kd_status up_load(kd_weights *w, kd_movq *m, int i, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    movq_block *b = &m->up[i];
+    int L = m->n_levels;
+    int64_t cprev = m->block_out[L - 1 - (i ? i - 1 : 0)], cout = m->block_out[L - 1 - i];
+    b->n_layers = m->layers_per_block + 1;
+    b->cout = cout;
+    b->resnets = calloc((size_t)b->n_layers, sizeof *b->resnets);
+    b->attn = m->up_attn[i] ? calloc((size_t)b->n_layers, sizeof *b->attn) : NULL;
+    if (!b->resnets || (m->up_attn[i] && !b->attn)) return kd_errf(e, KD_ERR_OOM, "out of memory");
+    for (int l = 0; l < b->n_layers; l++) {
+        KD_TRY(resnet_load(w, kd_namef(buf, "decoder.up_blocks.%d.resnets.%d", i, l), m, 1, l ? cout : cprev, cout,
+                           &b->resnets[l], e));
+        if (b->attn)
+            KD_TRY(attn_load(w, kd_namef(buf, "decoder.up_blocks.%d.attentions.%d", i, l), m, 1, cout, &b->attn[l], e));
+    }
+    b->has_sampler = i < L - 1;
+    if (b->has_sampler)
+        KD_TRY(kd_conv2d_layer_load(w, kd_namef(buf, "decoder.up_blocks.%d.upsamplers.0.conv", i), cout, cout, 3, 1, 1,
+                                    1, &b->sampler, e));
+    return KD_OK;
+}
+
+static kd_status block_types(const kd_config *cfg, const char *key, const char *plain, const char *with_attn,
+                             int n_levels, int *attn, kd_err *e) {
+    const char *types[MOVQ_MAX_LEVELS];
+    int n = 0;
+    KD_TRY(kd_config_str_array(cfg, key, types, MOVQ_MAX_LEVELS, &n, e));
+    if (n != n_levels)
+        return kd_errf(e, KD_ERR_FORMAT, "%s has %d entries but block_out_channels has %d", key, n, n_levels);
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(types[i], plain))
+            attn[i] = 0;
+        else if (!strcmp(types[i], with_attn))
+            attn[i] = 1;
+        else
+            return kd_errf(e, KD_ERR_UNSUPPORTED, "%s[%d] = '%s' is not supported (expected %s or %s)", key, i, types[i],
+                           plain, with_attn);
+    }
+    return KD_OK;
+}
+
+static kd_status read_config(kd_movq *m, const kd_config *cfg, kd_err *e) {
+    int64_t v[MOVQ_MAX_LEVELS];
+    int n = 0;
+    const char *s;
+    KD_TRY(kd_config_int_array(cfg, "block_out_channels", v, MOVQ_MAX_LEVELS, &n, e));
+    if (n < 1) return kd_errf(e, KD_ERR_FORMAT, "block_out_channels is empty");
+    m->n_levels = n;
+    for (int i = 0; i < n; i++) {
+        if (v[i] < 1 || v[i] > 65536 || v[i] % SPATIAL_GROUPS)
+            return kd_errf(e, KD_ERR_UNSUPPORTED, "block_out_channels[%d] = %lld: MoVQ channels must be positive multiples of %d",
+                           i, (long long)v[i], SPATIAL_GROUPS);
+        m->block_out[i] = v[i];
+    }
+    int64_t lpb, groups;
+    KD_TRY(kd_config_int_or(cfg, "in_channels", 3, &m->in_channels, e));
+    KD_TRY(kd_config_int_or(cfg, "out_channels", 3, &m->out_channels, e));
+    KD_TRY(kd_config_int_or(cfg, "latent_channels", 3, &m->latent_channels, e));
+    KD_TRY(kd_config_int_or(cfg, "vq_embed_dim", m->latent_channels, &m->vq_embed_dim, e));
+    KD_TRY(kd_config_int_or(cfg, "layers_per_block", 1, &lpb, e));
+    KD_TRY(kd_config_int_or(cfg, "norm_num_groups", 32, &groups, e));
+    KD_TRY(kd_config_bool_or(cfg, "mid_block_add_attention", 1, &m->mid_attention, e));
+    if (lpb < 1 || lpb > 64 || groups < 1 || m->in_channels < 1 || m->out_channels < 1 || m->latent_channels < 1 ||
+        m->in_channels > 64 || m->out_channels > 64 || m->latent_channels > 1024)
+        return kd_errf(e, KD_ERR_FORMAT, "implausible sizes (layers_per_block %lld, norm_num_groups %lld, channels %lld/%lld/%lld)",
+                       (long long)lpb, (long long)groups, (long long)m->in_channels, (long long)m->out_channels,
+                       (long long)m->latent_channels);
+    if (m->vq_embed_dim != m->latent_channels)
+        return kd_errf(e, KD_ERR_UNSUPPORTED, "vq_embed_dim %lld != latent_channels %lld is not supported",
+                       (long long)m->vq_embed_dim, (long long)m->latent_channels);
+    m->layers_per_block = (int)lpb;
+    m->groups = (int)groups;
+    KD_TRY(kd_config_str_or(cfg, "norm_type", "group", &s, e));
+    if (strcmp(s, "spatial"))
+        return kd_errf(e, KD_ERR_UNSUPPORTED, "norm_type '%s': only the Kandinsky MoVQ (\"spatial\") is supported", s);
+    KD_TRY(kd_config_str_or(cfg, "act_fn", "silu", &s, e));
+    if (strcmp(s, "silu")) return kd_errf(e, KD_ERR_UNSUPPORTED, "act_fn '%s' is not supported (silu only)", s);
+    KD_TRY(block_types(cfg, "down_block_types", "DownEncoderBlock2D", "AttnDownEncoderBlock2D", n, m->down_attn, e));
+    KD_TRY(block_types(cfg, "up_block_types", "UpDecoderBlock2D", "AttnUpDecoderBlock2D", n, m->up_attn, e));
+    return KD_OK;
+}
+
+static kd_status load_all(kd_movq *m, kd_err *e) {
+    kd_weights *w = m->w;
+    int L = m->n_levels;
+    int64_t top = m->block_out[L - 1];
+    KD_TRY(kd_conv2d_layer_load(w, "encoder.conv_in", m->in_channels, m->block_out[0], 3, 1, 1, 1, &m->enc_conv_in, e));
+    for (int i = 0; i < L; i++) KD_TRY(down_load(w, m, i, e));
+    KD_TRY(mid_load(w, "encoder.mid_block", m, 0, &m->enc_mid, e));
+    KD_TRY(norm_load(w, "encoder.conv_norm_out", 0, top, m->groups, 0, &m->enc_norm_out, e));
+    KD_TRY(kd_conv2d_layer_load(w, "encoder.conv_out", top, m->latent_channels, 3, 1, 1, 1, &m->enc_conv_out, e));
+    KD_TRY(kd_conv2d_layer_load(w, "quant_conv", m->latent_channels, m->vq_embed_dim, 1, 1, 0, 1, &m->quant_conv, e));
+    KD_TRY(kd_conv2d_layer_load(w, "post_quant_conv", m->vq_embed_dim, m->latent_channels, 1, 1, 0, 1,
+                                &m->post_quant_conv, e));
+    KD_TRY(kd_conv2d_layer_load(w, "decoder.conv_in", m->latent_channels, top, 3, 1, 1, 1, &m->dec_conv_in, e));
+    KD_TRY(mid_load(w, "decoder.mid_block", m, 1, &m->dec_mid, e));
+    for (int i = 0; i < L; i++) KD_TRY(up_load(w, m, i, e));
+    KD_TRY(norm_load(w, "decoder.conv_norm_out", 1, m->block_out[0], m->groups, m->latent_channels, &m->dec_norm_out, e));
+    return kd_conv2d_layer_load(w, "decoder.conv_out", m->block_out[0], m->out_channels, 3, 1, 1, 1, &m->dec_conv_out, e);
+}
+
+kd_status kd_movq_load(kd_ctx *ctx, const char *path, kd_movq **out) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!path || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "movq: NULL path or output");
+    *out = NULL;
+    kd_err *e = &ctx->err;
+    char cfg_path[4096];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
+    kd_config cfg;
+    kd_status s = kd_config_load(cfg_path, &cfg, e);
+    if (s != KD_OK) return s;
+    kd_movq *m = calloc(1, sizeof *m);
+    if (!m) {
+        kd_config_free(&cfg);
+        return kd_ctx_fail(ctx, KD_ERR_OOM, "movq: out of memory");
+    }
+    kd_arena_init(&m->arena, 0);
+    s = read_config(m, &cfg, e);
+    kd_config_free(&cfg);
+    if (s != KD_OK) {
+        kd_err_prefix(e, "%s", cfg_path);
+    } else {
+        s = kd_weights_open(path, &m->w, e);
+        if (s == KD_OK) s = load_all(m, e);
+    }
+    if (s != KD_OK) {
+        kd_movq_free(m);
+        return s;
+    }
+    *out = m;
+    return KD_OK;
+}
+
+static void block_free(movq_block *b) {
+    free(b->resnets);
+    free(b->attn);
+}
+
+void kd_movq_free(kd_movq *m) {
+    if (!m) return;
+    for (int i = 0; i < MOVQ_MAX_LEVELS; i++) {
+        block_free(&m->down[i]);
+        block_free(&m->up[i]);
+    }
+    kd_weights_close(m->w);
+    kd_arena_free(&m->arena);
+    free(m);
+}
