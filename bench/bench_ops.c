@@ -361,6 +361,8 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("meta\tpeak_rss_kb\t%ld\n", ru.ru_maxrss);
+    printf("meta\tcpu_s\t%.3f\n", (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+                                        (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec);
 
     printf("\nkandinsky.c ops, %d threads, BLAS core %s\n", be.n_threads, openblas_get_corename());
     printf("%-8s %-30s %11s %11s %5s %10s\n", "op", "shape", "median ms", "min ms", "reps", "rate");

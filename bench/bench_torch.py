@@ -168,8 +168,10 @@ def main():
             op, med, mn, reps, rate, unit = bench_one(s, min_time)
             results.append((op, s, med, mn, reps, rate, unit))
             print(f"result\ttorch\t{op}\t{s}\t{med:.4f}\t{mn:.4f}\t{reps}\t{rate:.2f}\t{unit}", flush=True)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    rss = ru.ru_maxrss
     print(f"meta\tpeak_rss_kb\t{rss}")
+    print(f"meta\tcpu_s\t{ru.ru_utime + ru.ru_stime:.3f}")
 
     print(f"\ntorch {torch.__version__} ops, {torch.get_num_threads()} threads")
     print(f"{'op':<8} {'shape':<30} {'median ms':>11} {'min ms':>11} {'reps':>5} {'rate':>10}")

@@ -2,7 +2,12 @@
 # Runs bench_ops (kandinsky.c) and bench_torch.py (PyTorch CPU) on the same machine, same thread
 # count, same shapes, one after the other, and prints one table joined by shape.
 #
-#   bench/run_ops.sh [--threads N] [--quick] [--min-time S] [SPEC ...]
+#   bench/run_ops.sh [--threads N] [--quick] [--min-time S] [--rounds R] [SPEC ...]
+#
+# Each round runs both programs (ours, then torch) over all shapes; per shape and side the lowest
+# median over the rounds is kept (default 2 rounds; --quick 1), so a burst of other work on the
+# machine during one round does not decide the ratio. Shapes whose medians differ by more than 15%
+# between rounds on either side are marked "noisy".
 #
 # Environment: KD_REF_PYTHON (default ~/.venvs/kd-ref/bin/python), KD_BUILD_DIR (default
 # <repo>/build), KD_THREADS (default thread count), KD_BENCH_OUT (folder for the raw outputs;
@@ -13,18 +18,21 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${KD_BUILD_DIR:-$root/build}"
 py="${KD_REF_PYTHON:-$HOME/.venvs/kd-ref/bin/python}"
 threads="${KD_THREADS:-}"
+rounds=""
 pass=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --threads) threads="$2"; shift 2 ;;
-    --quick) pass+=(--quick); shift ;;
+    --quick) pass+=(--quick); [ -n "$rounds" ] || rounds=1; shift ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --min-time) pass+=(--min-time "$2"); shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "run_ops.sh: unknown option $1" >&2; exit 2 ;;
     *) pass+=("$1"); shift ;;
     esac
 done
 if [ -z "$threads" ]; then threads="$(nproc)"; fi
+if [ -z "$rounds" ]; then rounds=2; fi
 
 # Build (cheap when up to date). Only our target: other targets may be mid-work.
 if [ ! -f "$build/CMakeCache.txt" ]; then
@@ -54,25 +62,59 @@ fi
 echo "commit:    $commit"
 echo "KD_CONV_ALGO=${KD_CONV_ALGO-(unset)}"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-(unset)} (as found; not changed)"
+echo "rounds:    $rounds"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-"$bench" --threads "$threads" "${opts[@]}" "${specs[@]}" >"$out/ours.tsv"
 have_torch=1
-if [ -x "$py" ] || command -v "$py" >/dev/null 2>&1; then
-    "$py" "$root/bench/bench_torch.py" --threads "$threads" "${opts[@]}" "${specs[@]}" >"$out/torch.tsv"
-else
+if ! { [ -x "$py" ] || command -v "$py" >/dev/null 2>&1; }; then
     echo "run_ops.sh: no Python at $py (set KD_REF_PYTHON); torch side skipped" >&2
     have_torch=0
-    : >"$out/torch.tsv"
 fi
-echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
+# CPU time of the whole machine (jiffies: user nice system irq softirq steal) and wall clock.
+hz="$(getconf CLK_TCK)"
+busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+now() { date +%s.%N; }
+# What else ran: the machine's busy CPU-seconds during a program minus that program's own.
+other_load() { # busy0 busy1 t0 t1 file
+    awk -v b0="$1" -v b1="$2" -v t0="$3" -v t1="$4" -v hz="$hz" -F'\t' '
+        $1 == "meta" && $2 == "cpu_s" { own = $3 }
+        END { o = (b1 - b0) / hz - own; if (o < 0) o = 0; printf "%.2f", o / (t1 - t0) }' "$5"
+}
+b0="$(busy)"; t0="$(now)"; sleep 2; b1="$(busy)"; t1="$(now)"
+idle_before="$(awk -v b0="$b0" -v b1="$b1" -v t0="$t0" -v t1="$t1" -v hz="$hz" 'BEGIN{printf "%.2f", (b1-b0)/hz/(t1-t0)}')"
+echo "cores busy before start (2 s sample): $idle_before"
+files=()
+run_side() { # name outfile command...
+    local name="$1" f="$2"; shift 2
+    local b0 t0 b1 t1
+    b0="$(busy)"; t0="$(now)"
+    "$@" >"$f"
+    b1="$(busy)"; t1="$(now)"
+    files+=("$f")
+    local o; o="$(other_load "$b0" "$b1" "$t0" "$t1" "$f")"
+    printf "round %s %-5s: %5.1f s, other processes used %s cores on average%s\n" "$r" "$name" \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" "$o" \
+        "$(awk -v o="$o" 'BEGIN{ if (o > 0.15) print "  <- machine not idle, numbers disturbed" }')"
+}
+for r in $(seq 1 "$rounds"); do
+    run_side ours "$out/ours.$r.tsv" "$bench" --threads "$threads" "${opts[@]}" "${specs[@]}"
+    if [ "$have_torch" = 1 ]; then
+        run_side torch "$out/torch.$r.tsv" "$py" "$root/bench/bench_torch.py" --threads "$threads" "${opts[@]}" "${specs[@]}"
+    fi
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-awk -F'\t' -v have_torch="$have_torch" '
-FNR == 1 { side++ }
-$1 == "meta" { meta[side, $2] = $3; next }
+awk -F'\t' -v have_torch="$have_torch" -v rounds="$rounds" '
+FNR == 1 { side = (FILENAME ~ /\/torch\.[0-9]+\.tsv$/) ? 2 : 1 }
+$1 == "meta" {
+    if ($2 == "peak_rss_kb" && (side, $2) in meta && meta[side, $2] + 0 >= $3 + 0) next
+    meta[side, $2] = $3; next
+}
 $1 == "result" {
-    if (side == 1) { order[++n] = $4; op[$4] = $3; unit[$4] = $9 }
-    ms[side, $4] = $5; rate[side, $4] = $8
+    s = $4
+    if (side == 1 && !(s in op)) { order[++n] = s; op[s] = $3; unit[s] = $9 }
+    if (!((side, s) in ms) || $5 + 0 < ms[side, s]) { ms[side, s] = $5 + 0; rate[side, s] = $8 }
+    if (!((side, s) in hi) || $5 + 0 > hi[side, s]) hi[side, s] = $5 + 0
 }
 function m(s, k) { return ((s, k) in meta) ? meta[s, k] : "?" }
 END {
@@ -82,15 +124,16 @@ END {
             m(2, "torch_version"), m(2, "blas_info"), m(2, "cpu_capability"),
             m(2, "mkl_available"), m(2, "mkldnn_available"), m(2, "threads")
     print ""
-    printf "%-8s %-30s %10s %10s %10s %10s %7s  %s\n", "op", "shape", "ours ms", "ours rate",
+    printf "%-8s %-30s %10s %10s %10s %10s %7s  %-8s\n", "op", "shape", "ours ms", "ours rate",
         "torch ms", "torch rate", "ratio", "unit"
     worst = 0; logsum = 0; cnt = 0
     for (i = 1; i <= n; i++) {
         s = order[i]; shape = substr(s, index(s, ":") + 1)
         if ((2, s) in ms && ms[2, s] > 0) {
             r = ms[1, s] / ms[2, s]
-            printf "%-8s %-30s %10.3f %10.1f %10.3f %10.1f %7.2f  %s\n", op[s], shape, ms[1, s],
-                rate[1, s], ms[2, s], rate[2, s], r, unit[s]
+            noisy = (hi[1, s] > 1.15 * ms[1, s] || hi[2, s] > 1.15 * ms[2, s]) ? "  noisy" : ""
+            printf "%-8s %-30s %10.3f %10.1f %10.3f %10.1f %7.2f  %-8s%s\n", op[s], shape, ms[1, s],
+                rate[1, s], ms[2, s], rate[2, s], r, unit[s], noisy
             logsum += log(r); cnt++
             if (r > worst) { worst = r; worst_s = s }
             if (r > 1) slower = slower sprintf("  %s %s: %.2fx torch time\n", op[s], shape, r)
@@ -100,7 +143,7 @@ END {
         }
     }
     print ""
-    printf "ratio = ours time / torch time (< 1: kandinsky.c faster)\n"
+    printf "ratio = ours time / torch time (< 1: kandinsky.c faster); times are the lowest median of %d round(s)\n", rounds
     if (cnt) {
         printf "geometric mean ratio: %.2f over %d shapes; worst: %.2f (%s)\n", exp(logsum / cnt), cnt, worst, worst_s
         if (slower != "") printf "slower than torch:\n%s", slower
@@ -109,5 +152,5 @@ END {
     printf "peak RSS: ours %.1f MiB", m(1, "peak_rss_kb") / 1024
     if (have_torch) printf ", torch %.1f MiB (includes the torch runtime)", m(2, "peak_rss_kb") / 1024
     print ""
-}' "$out/ours.tsv" "$out/torch.tsv"
-echo "raw outputs: $out/ours.tsv $out/torch.tsv"
+}' "${files[@]}"
+echo "raw outputs: $out/"
