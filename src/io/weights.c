@@ -1,0 +1,419 @@
+/* Weight sets: single safetensors files and sharded checkpoints behind one sorted lookup. */
+#include "io/weights.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct wentry {
+    const kd_st_tensor *t;
+    size_t file;   /* index into files */
+    int used;
+    float *f32;    /* converted copy, made on demand */
+} wentry;
+
+struct kd_weights {
+    char *path;
+    kd_st_file **files;
+    size_t n_files;
+    wentry *ents;  /* sorted by name */
+    size_t n;
+    kd_config index; /* root == NULL unless sharded */
+};
+
+/* Names tried in a component folder, in order (diffusers' own order, then its fp16 variant). */
+static const char *const weight_names[] = {
+    "diffusion_pytorch_model.safetensors",      "model.safetensors",
+    "diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json",
+    "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors",
+    "diffusion_pytorch_model.fp16.safetensors.index.json", "model.fp16.safetensors.index.json", NULL};
+static const char *const pickle_names[] = {
+    "diffusion_pytorch_model.bin", "pytorch_model.bin", "diffusion_pytorch_model.bin.index.json",
+    "pytorch_model.bin.index.json", "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin", NULL};
+
+/* ---- small helpers ----------------------------------------------------------------------- */
+
+static char *dupstr(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static char *join_path(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    int slash = a && dir[a - 1] != '/';
+    char *p = malloc(a + (size_t)slash + b + 1);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    if (slash) p[a] = '/';
+    memcpy(p + a + slash, name, b + 1);
+    return p;
+}
+
+/* Folder part of a file path ("." if none). */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return dupstr(".");
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    char *d = malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int is_regular_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    return strcmp(((const wentry *)a)->t->name, ((const wentry *)b)->t->name);
+}
+
+static int cmp_key_entry(const void *key, const void *elem) {
+    return strcmp((const char *)key, ((const wentry *)elem)->t->name);
+}
+
+static wentry *find_entry(const kd_weights *w, const char *name) {
+    if (!w || !name || !w->n) return NULL;
+    return bsearch(name, w->ents, w->n, sizeof *w->ents, cmp_key_entry);
+}
+
+/* ---- building the lookup ----------------------------------------------------------------- */
+
+static kd_status add_file(kd_weights *w, kd_st_file *f, kd_err *e) {
+    kd_st_file **files = realloc(w->files, (w->n_files + 1) * sizeof *files);
+    if (!files) {
+        kd_st_close(f);
+        return kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
+    }
+    w->files = files;
+    w->files[w->n_files++] = f;
+    return KD_OK;
+}
+
+/* Collects every tensor of every file and sorts; a name in two files is an error. */
+static kd_status build_entries(kd_weights *w, kd_err *e) {
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_files; i++) n += w->files[i]->n_tensors;
+    w->ents = calloc(n ? n : 1, sizeof *w->ents);
+    if (!w->ents) return kd_errf(e, KD_ERR_OOM, "%s: out of memory for %zu tensors", w->path, n);
+    for (size_t i = 0; i < w->n_files; i++) {
+        for (size_t k = 0; k < w->files[i]->n_tensors; k++) {
+            w->ents[w->n].t = &w->files[i]->tensors[k];
+            w->ents[w->n].file = i;
+            w->n++;
+        }
+    }
+    qsort(w->ents, w->n, sizeof *w->ents, cmp_entry);
+    for (size_t i = 1; i < w->n; i++) {
+        const wentry *a = &w->ents[i - 1], *b = &w->ents[i];
+        if (strcmp(a->t->name, b->t->name) == 0)
+            return kd_errf(e, KD_ERR_FORMAT, "%s: tensor '%s' is in two shards: %s and %s", w->path, a->t->name,
+                           w->files[a->file]->path, w->files[b->file]->path);
+    }
+    return KD_OK;
+}
+
+static kd_status open_single(kd_weights *w, kd_err *e) {
+    kd_st_file *f;
+    KD_TRY(kd_st_open(w->path, &f, e));
+    KD_TRY(add_file(w, f, e));
+    return build_entries(w, e);
+}
+
+/* What makes a shard name unsafe or useless, or NULL: shards must be files inside the index's
+ * folder. */
+static const char *shard_problem(const char *s) {
+    if (!*s) return "is empty";
+    if (s[0] == '/') return "is an absolute path";
+    if (strchr(s, '\\')) return "contains a backslash";
+    if (s[strlen(s) - 1] == '/') return "names a folder";
+    int has_name = 0;
+    for (const char *p = s; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 2 && p[0] == '.' && p[1] == '.') return "has a '..' component";
+        if (len && !(len == 1 && p[0] == '.')) has_name = 1;
+        p += len + (slash != NULL);
+    }
+    return has_name ? NULL : "names no file";
+}
+
+/* Rewrites a safe shard name in place to its canonical form (no "." components, no repeated
+ * '/'), so "./a.safetensors" and "a.safetensors" are one shard, opened once. */
+static void normalize_shard(char *s) {
+    char *dst = s;
+    for (char *p = s; *p;) {
+        char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len && !(len == 1 && p[0] == '.')) {
+            if (dst != s) *dst++ = '/';
+            memmove(dst, p, len);
+            dst += len;
+        }
+        p += len + (slash != NULL);
+    }
+    *dst = '\0';
+}
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* weight_map → sorted distinct shard names (pointers into the index tree). */
+static kd_status collect_shards(const kd_weights *w, cJSON *map, const char ***out, size_t *n_out, kd_err *e) {
+    size_t n = (size_t)cJSON_GetArraySize(map), k = 0;
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    if (!names) return kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
+    for (cJSON *c = map->child; c; c = c->next) {
+        const char *why = cJSON_IsString(c) ? shard_problem(c->valuestring) : NULL;
+        if (!cJSON_IsString(c) || why) {
+            kd_status s = !cJSON_IsString(c)
+                ? kd_errf(e, KD_ERR_FORMAT, "%s: weight_map value of '%s' is %s, expected a shard file name", w->path,
+                          c->string, kd_json_kind(c))
+                : kd_errf(e, KD_ERR_FORMAT, "%s: shard '%s' of tensor '%s' %s; shards must be files inside the model folder",
+                          w->path, c->valuestring, c->string, why);
+            free(names);
+            return s;
+        }
+        normalize_shard(c->valuestring);
+        names[k++] = c->valuestring;
+    }
+    qsort(names, k, sizeof *names, cmp_cstr);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (!u || strcmp(names[u - 1], names[i]) != 0) names[u++] = names[i];
+    *out = names;
+    *n_out = u;
+    return KD_OK;
+}
+
+static kd_status open_shards(kd_weights *w, const char *const *shards, size_t n, kd_err *e) {
+    char *dir = dir_of(w->path);
+    if (!dir) return kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
+    kd_status s = KD_OK;
+    for (size_t i = 0; i < n && s == KD_OK; i++) {
+        char *p = join_path(dir, shards[i]);
+        kd_st_file *f = NULL;
+        s = p ? kd_st_open(p, &f, e) : kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
+        if (s != KD_OK && p) kd_err_prefix(e, "%s: shard '%s'", w->path, shards[i]);
+        if (s == KD_OK) s = add_file(w, f, e);
+        free(p);
+    }
+    free(dir);
+    return s;
+}
+
+/* Every weight_map entry must be in the shard it names (files[i] was opened from shards[i]). */
+static kd_status check_map(const kd_weights *w, const cJSON *map, const char *const *shards, size_t n_shards,
+                           kd_err *e) {
+    for (const cJSON *c = map->child; c; c = c->next) {
+        const char *const *sh = bsearch(&c->valuestring, shards, n_shards, sizeof *shards, cmp_cstr);
+        const wentry *en = find_entry(w, c->string);
+        if (!sh || !en || en->file != (size_t)(sh - shards))
+            return kd_errf(e, KD_ERR_FORMAT, "%s: weight_map puts tensor '%s' in shard '%s' but that shard does not contain it",
+                           w->path, c->string, c->valuestring);
+    }
+    return KD_OK;
+}
+
+static kd_status open_index(kd_weights *w, kd_err *e) {
+    KD_TRY(kd_config_load(w->path, &w->index, e));
+    /* Not kd_config_get: shard names are normalized in place in this tree, which w owns. */
+    cJSON *map = cJSON_GetObjectItemCaseSensitive(w->index.root, "weight_map");
+    if (!map) return kd_errf(e, KD_ERR_FORMAT, "%s: no \"weight_map\" in the index", w->path);
+    if (!cJSON_IsObject(map))
+        return kd_errf(e, KD_ERR_FORMAT, "%s: \"weight_map\" is %s, expected an object", w->path, kd_json_kind(map));
+    const char **shards = NULL;
+    size_t n_shards = 0;
+    KD_TRY(collect_shards(w, map, &shards, &n_shards, e));
+    kd_status s = open_shards(w, shards, n_shards, e);
+    if (s == KD_OK) s = build_entries(w, e);
+    if (s == KD_OK) s = check_map(w, map, shards, n_shards, e);
+    free(shards);
+    return s;
+}
+
+/* ---- opening ----------------------------------------------------------------------------- */
+
+kd_status kd_weights_locate(const char *dir, char **out, kd_err *e) {
+    if (!dir || !out) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_weights_locate: NULL argument");
+    *out = NULL;
+    for (int i = 0; weight_names[i]; i++) {
+        char *p = join_path(dir, weight_names[i]);
+        if (!p) return kd_errf(e, KD_ERR_OOM, "out of memory");
+        if (is_regular_file(p)) {
+            *out = p;
+            return KD_OK;
+        }
+        free(p);
+    }
+    for (int i = 0; pickle_names[i]; i++) {
+        char *p = join_path(dir, pickle_names[i]);
+        int found = p && is_regular_file(p);
+        free(p);
+        if (found)
+            return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: only PyTorch pickle weights (%s) are there; PyTorch pickles are not supported yet (convert them to safetensors)",
+                           dir, pickle_names[i]);
+    }
+    return kd_errf(e, KD_ERR_NOT_FOUND, "%s: no weights found (looked for diffusion_pytorch_model.safetensors, model.safetensors and their .safetensors.index.json)",
+                   dir);
+}
+
+static kd_status open_path(kd_weights *w, const char *path, kd_err *e) {
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return kd_errf(e, errno == ENOENT ? KD_ERR_NOT_FOUND : KD_ERR_IO, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) KD_TRY(kd_weights_locate(path, &w->path, e));
+    else if (!(w->path = dupstr(path))) return kd_errf(e, KD_ERR_OOM, "out of memory");
+    if (ends_with(w->path, ".index.json")) return open_index(w, e);
+    if (ends_with(w->path, ".bin") || ends_with(w->path, ".pt") || ends_with(w->path, ".pth") ||
+        ends_with(w->path, ".ckpt"))
+        return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: PyTorch pickles are not supported yet (convert to safetensors)",
+                       w->path);
+    return open_single(w, e);
+}
+
+kd_status kd_weights_open(const char *path, kd_weights **out, kd_err *e) {
+    if (!path || !out) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_weights_open: NULL argument");
+    *out = NULL;
+    kd_weights *w = calloc(1, sizeof *w);
+    if (!w) return kd_errf(e, KD_ERR_OOM, "out of memory");
+    kd_status s = open_path(w, path, e);
+    if (s != KD_OK) {
+        kd_weights_close(w);
+        return s;
+    }
+    *out = w;
+    return KD_OK;
+}
+
+void kd_weights_close(kd_weights *w) {
+    if (!w) return;
+    for (size_t i = 0; i < w->n; i++) free(w->ents[i].f32);
+    for (size_t i = 0; i < w->n_files; i++) kd_st_close(w->files[i]);
+    free(w->ents);
+    free(w->files);
+    kd_config_free(&w->index);
+    free(w->path);
+    free(w);
+}
+
+/* ---- queries ----------------------------------------------------------------------------- */
+
+const char *kd_weights_path(const kd_weights *w) { return w ? w->path : NULL; }
+
+const kd_st_tensor *kd_weights_get(const kd_weights *w, const char *name) {
+    const wentry *en = find_entry(w, name);
+    return en ? en->t : NULL;
+}
+
+const char *kd_weights_file_of(const kd_weights *w, const char *name) {
+    const wentry *en = find_entry(w, name);
+    return en ? w->files[en->file]->path : NULL;
+}
+
+size_t kd_weights_count(const kd_weights *w) { return w ? w->n : 0; }
+const kd_st_tensor *kd_weights_at(const kd_weights *w, size_t i) { return w && i < w->n ? w->ents[i].t : NULL; }
+int kd_weights_used_at(const kd_weights *w, size_t i) { return w && i < w->n ? w->ents[i].used : 0; }
+size_t kd_weights_n_files(const kd_weights *w) { return w ? w->n_files : 0; }
+const kd_st_file *kd_weights_file(const kd_weights *w, size_t i) { return w && i < w->n_files ? w->files[i] : NULL; }
+const kd_config *kd_weights_index(const kd_weights *w) { return w && w->index.root ? &w->index : NULL; }
+
+/* ---- binding ----------------------------------------------------------------------------- */
+
+/* Models compute in floating point; an I64 buffer (position_ids) bound as a weight is a bug. */
+static kd_status check_tensor(const kd_weights *w, const wentry *en, int ndim, const int64_t *shape, kd_err *e) {
+    const kd_tensor *t = &en->t->t;
+    const char *file = w->files[en->file]->path;
+    if (t->dtype != KD_F32 && t->dtype != KD_F16 && t->dtype != KD_BF16)
+        return kd_errf(e, KD_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", file, en->t->name,
+                       kd_dtype_name(t->dtype));
+    if (ndim < 0) return KD_OK;
+    int ok = t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = shape[d] < 0 || shape[d] == t->shape[d];
+    if (ok) return KD_OK;
+    char got[160], want[160];
+    return kd_errf(e, KD_ERR_SHAPE, "%s: '%s' has shape %s, expected %s", file, en->t->name,
+                   kd_shape_str(t->shape, t->ndim, got, sizeof got),
+                   kd_shape_str(shape, ndim > KD_MAX_DIMS ? KD_MAX_DIMS : ndim, want, sizeof want));
+}
+
+static kd_status to_f32(const kd_weights *w, wentry *en, float **out, kd_err *e) {
+    en->used = 1;
+    if (en->f32) {
+        *out = en->f32;
+        return KD_OK;
+    }
+    const kd_tensor *t = &en->t->t;
+    size_t es = kd_dtype_size(t->dtype), n = (size_t)(en->t->nbytes / es);
+    float *dst = malloc(n ? n * sizeof(float) : 1);
+    if (!dst) return kd_errf(e, KD_ERR_OOM, "%s: out of memory converting '%s'", w->path, en->t->name);
+    const void *src = t->data;
+    void *aligned = NULL;
+    if (t->dtype != KD_F32 && (uintptr_t)src % es) { /* 16-bit loads need 2-byte alignment */
+        aligned = malloc(n * es);
+        if (!aligned) {
+            free(dst);
+            return kd_errf(e, KD_ERR_OOM, "%s: out of memory converting '%s'", w->path, en->t->name);
+        }
+        memcpy(aligned, src, n * es);
+        src = aligned;
+    }
+    kd_convert_to_f32(dst, src, t->dtype, n);
+    free(aligned);
+    en->f32 = dst;
+    *out = dst;
+    return KD_OK;
+}
+
+static kd_status missing(const kd_weights *w, const char *name, kd_err *e) {
+    return kd_errf(e, KD_ERR_NOT_FOUND, "%s: missing tensor '%s'", w->path, name);
+}
+
+static kd_status bind_one(kd_weights *w, const char *full, kd_bind *b, kd_err *e) {
+    wentry *en = find_entry(w, full);
+    if (!en) {
+        if (!b->optional) return missing(w, full, e);
+        if (b->dst) memset(b->dst, 0, sizeof *b->dst);
+        if (b->f32) *b->f32 = NULL;
+        return KD_OK;
+    }
+    if (b->ndim > KD_MAX_DIMS) return kd_errf(e, KD_ERR_INVALID_ARG, "bind '%s': ndim %d > %d", full, b->ndim, KD_MAX_DIMS);
+    KD_TRY(check_tensor(w, en, b->ndim, b->shape, e));
+    if (b->dst) *b->dst = en->t->t;
+    en->used = 1;
+    if (b->f32) KD_TRY(to_f32(w, en, b->f32, e));
+    return KD_OK;
+}
+
+kd_status kd_weights_bind(kd_weights *w, const char *prefix, kd_bind *list, size_t n, kd_err *e) {
+    if (!w || (n && !list)) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_weights_bind: NULL argument");
+    char full[1024];
+    for (size_t i = 0; i < n; i++) {
+        if (!list[i].name) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_weights_bind: entry %zu has no name", i);
+        int len = snprintf(full, sizeof full, "%s%s", prefix ? prefix : "", list[i].name);
+        if (len < 0 || (size_t)len >= sizeof full)
+            return kd_errf(e, KD_ERR_INVALID_ARG, "kd_weights_bind: name '%s%s' is too long", prefix ? prefix : "",
+                           list[i].name);
+        KD_TRY(bind_one(w, full, &list[i], e));
+    }
+    return KD_OK;
+}
+
+kd_status kd_weights_f32(kd_weights *w, const char *name, int ndim, const int64_t *shape, float **out, kd_err *e) {
+    if (!w || !name || !out || (ndim > 0 && !shape) || ndim > KD_MAX_DIMS)
+        return kd_errf(e, KD_ERR_INVALID_ARG, "kd_weights_f32: bad argument");
+    wentry *en = find_entry(w, name);
+    if (!en) return missing(w, name, e);
+    KD_TRY(check_tensor(w, en, ndim, shape, e));
+    return to_f32(w, en, out, e);
+}

@@ -1,0 +1,76 @@
+/* A model's weight set: one safetensors file, or a sharded checkpoint described by a
+ * "*.safetensors.index.json" ({"metadata": {...}, "weight_map": {tensor: shard file}}), seen as
+ * one name → tensor lookup.
+ *
+ * Shard names must stay inside the index's folder: plain file names or relative subpaths with
+ * no ".." component, no leading '/', no backslash. A tensor found in two shards, or named in
+ * weight_map but absent from its shard, is an error. (A symlink inside the folder is followed:
+ * the folder's owner decides where its own links point.)
+ *
+ * Models declare what they need as a kd_bind list; kd_weights_bind fills kd_tensor views into
+ * the mapping and reports the first missing or mis-shaped tensor by file and full name. */
+#ifndef KD_IO_WEIGHTS_H
+#define KD_IO_WEIGHTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/tensor.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+
+typedef struct kd_weights kd_weights;
+
+/* path: a .safetensors file, a *.safetensors.index.json, or a component folder, where the first
+ * that exists of diffusion_pytorch_model.safetensors, model.safetensors,
+ * diffusion_pytorch_model.safetensors.index.json, model.safetensors.index.json (then the same
+ * with the .fp16 variant infix) is used. A folder with only PyTorch .bin weights gives
+ * KD_ERR_UNSUPPORTED. */
+kd_status kd_weights_open(const char *path, kd_weights **out, kd_err *e);
+void kd_weights_close(kd_weights *w);
+/* The weights file kd_weights_open would use in a folder (malloc'd, caller frees): KD_ERR_NOT_FOUND
+ * if there is none, KD_ERR_UNSUPPORTED if there are only PyTorch pickles. */
+kd_status kd_weights_locate(const char *dir, char **out, kd_err *e);
+
+/* The file that was opened (the .safetensors or the index), as used in messages. */
+const char *kd_weights_path(const kd_weights *w);
+
+/* NULL if absent. */
+const kd_st_tensor *kd_weights_get(const kd_weights *w, const char *name);
+/* The file that holds a tensor (for messages), or NULL if absent. */
+const char *kd_weights_file_of(const kd_weights *w, const char *name);
+
+/* Every tensor, sorted by name: for listings and for "unused tensor" warnings. */
+size_t kd_weights_count(const kd_weights *w);
+const kd_st_tensor *kd_weights_at(const kd_weights *w, size_t i);
+/* 1 if the i-th tensor was bound or converted since open. */
+int kd_weights_used_at(const kd_weights *w, size_t i);
+
+/* The safetensors files behind the set (1 unless sharded), and the parsed index (NULL unless
+ * sharded). */
+size_t kd_weights_n_files(const kd_weights *w);
+const kd_st_file *kd_weights_file(const kd_weights *w, size_t i);
+const kd_config *kd_weights_index(const kd_weights *w);
+
+typedef struct kd_bind {
+    const char *name;            /* appended to the prefix given to kd_weights_bind */
+    kd_tensor *dst;              /* gets dtype, shape and a read-only data pointer into the mapping */
+    int ndim;                    /* expected rank */
+    int64_t shape[KD_MAX_DIMS];  /* expected dims; -1 matches any size */
+    int optional;                /* absent → dst->data = NULL instead of an error */
+    float **f32;                 /* if set, also an f32 copy owned by the kd_weights (see kd_weights_f32) */
+} kd_bind;
+
+/* Binds list[0..n) in order. Fails on the first missing non-optional tensor (KD_ERR_NOT_FOUND),
+ * the first with another rank or shape (KD_ERR_SHAPE: "... 'conv_in.weight' has shape
+ * [384, 9, 3, 3], expected [384, 4, 3, 3]"), or one that is not F32/F16/BF16 (KD_ERR_SHAPE).
+ * prefix may be NULL or "". */
+kd_status kd_weights_bind(kd_weights *w, const char *prefix, kd_bind *list, size_t n, kd_err *e);
+
+/* An f32 copy of a floating-point tensor (any of F32/F16/BF16, any alignment), made once and
+ * owned by w (freed by kd_weights_close). If ndim >= 0 the shape is checked as in bind (shape may
+ * contain -1). For the small vectors ops take as float* (biases, norm weights). */
+kd_status kd_weights_f32(kd_weights *w, const char *name, int ndim, const int64_t *shape, float **out, kd_err *e);
+
+#endif
