@@ -12,7 +12,7 @@ static inline float kd_expf(float x) {
     const float hi = 88.3762626647949f, lo = -87.3365447505531f;
     float xc = x > hi ? hi : x;
     xc = xc < lo ? lo : xc;
-    float n = __builtin_roundf(xc * 1.44269504088896341f);
+    float n = __builtin_rintf(xc * 1.44269504088896341f); /* rint vectorises (vrndscaleps); roundf does not */
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;

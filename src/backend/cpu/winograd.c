@@ -14,6 +14,7 @@
 #include "backend/cpu/winograd.h"
 
 #define WINO_BUDGET ((int64_t)24 << 20)
+#define PLANE_PAD 32
 
 /* ---- transforms ---- */
 
@@ -23,13 +24,13 @@
 
 typedef struct {
     const float *w; /* [Cout, Cin, 3, 3] */
-    float *U;       /* [16][Cout][Cin] */
-    int64_t Cout, Cin;
+    float *U;       /* [16][Cout][Cin], planes u_plane apart */
+    int64_t Cout, Cin, u_plane;
 } wt_job;
 
 static void weight_task(void *arg, int64_t co, int tid) {
     const wt_job *j = arg;
-    int64_t plane = j->Cout * j->Cin;
+    int64_t plane = j->u_plane;
     for (int64_t c0 = 0; c0 < j->Cin; c0 += WT_LANES) {
         int64_t nl = kd_min64(WT_LANES, j->Cin - c0);
         float g[9][WT_LANES] = {{0}}, t[4][3][WT_LANES], u[16][WT_LANES];
@@ -57,87 +58,105 @@ static void weight_task(void *arg, int64_t co, int tid) {
 
 typedef struct {
     const float *x; /* [B, Cin, H, W] */
-    float *V;       /* [16][Cin][n] */
-    int64_t Cin, H, W, tiles_x, tiles_per_img, t0, n;
+    float *V;       /* [16][Cin][n], planes v_plane apart */
+    int64_t v_plane, Cin, H, W, tiles_x, tiles_per_img, t0, n;
     int pad_t, pad_l;
 } in_job;
 
-/* Bᵀ d B for the tiles t0 .. t0+n-1 of one input channel. */
+/* Tiles are handled in runs that share one tile row: the 4 input rows under the run are copied
+ * once into a zero-padded buffer, so the transform loop has no bounds checks and vectorises
+ * across tiles (stride-2 loads, contiguous stores into each of the 16 planes). */
+#define RUN_MAX 256
+
 static void input_task(void *arg, int64_t ci, int tid) {
     const in_job *j = arg;
-    int64_t plane = j->Cin * j->n;
-    for (int64_t t = 0; t < j->n; t++) {
+    int64_t plane = j->v_plane;
+    float rows[4][2 * RUN_MAX + 2];
+    for (int64_t t = 0; t < j->n;) {
         int64_t gt = j->t0 + t, img = gt / j->tiles_per_img, lt = gt % j->tiles_per_img;
-        int64_t y0 = (lt / j->tiles_x) * 2 - j->pad_t, x0 = (lt % j->tiles_x) * 2 - j->pad_l;
+        int64_t ty = lt / j->tiles_x, tx0 = lt % j->tiles_x;
+        int64_t len = kd_min64(kd_min64(j->tiles_x - tx0, j->n - t), RUN_MAX);
+        int64_t y0 = ty * 2 - j->pad_t, x0 = tx0 * 2 - j->pad_l, cols = 2 * len + 2;
         const float *xc = j->x + (img * j->Cin + ci) * j->H * j->W;
-        float d[4][4];
         for (int r = 0; r < 4; r++) {
             int64_t iy = y0 + r;
-            for (int c = 0; c < 4; c++) {
+            for (int64_t c = 0; c < cols; c++) {
                 int64_t ix = x0 + c;
-                d[r][c] = (iy >= 0 && iy < j->H && ix >= 0 && ix < j->W) ? xc[iy * j->W + ix] : 0.0f;
+                rows[r][c] = (iy >= 0 && iy < j->H && ix >= 0 && ix < j->W) ? xc[iy * j->W + ix] : 0.0f;
             }
         }
-        float s[4][4]; /* Bᵀ d */
-        for (int c = 0; c < 4; c++) {
-            s[0][c] = d[0][c] - d[2][c];
-            s[1][c] = d[1][c] + d[2][c];
-            s[2][c] = d[2][c] - d[1][c];
-            s[3][c] = d[1][c] - d[3][c];
-        }
         float *v = j->V + ci * j->n + t;
-        for (int r = 0; r < 4; r++) { /* (Bᵀ d) B */
-            v[(r * 4 + 0) * plane] = s[r][0] - s[r][2];
-            v[(r * 4 + 1) * plane] = s[r][1] + s[r][2];
-            v[(r * 4 + 2) * plane] = s[r][2] - s[r][1];
-            v[(r * 4 + 3) * plane] = s[r][1] - s[r][3];
+        for (int64_t i = 0; i < len; i++) {
+            float s[4][4]; /* Bᵀ d, d = rows[0..3][2i .. 2i+3] */
+            for (int c = 0; c < 4; c++) {
+                float d0 = rows[0][2 * i + c], d1 = rows[1][2 * i + c], d2 = rows[2][2 * i + c], d3 = rows[3][2 * i + c];
+                s[0][c] = d0 - d2;
+                s[1][c] = d1 + d2;
+                s[2][c] = d2 - d1;
+                s[3][c] = d1 - d3;
+            }
+            for (int r = 0; r < 4; r++) { /* (Bᵀ d) B */
+                v[(r * 4 + 0) * plane + i] = s[r][0] - s[r][2];
+                v[(r * 4 + 1) * plane + i] = s[r][1] + s[r][2];
+                v[(r * 4 + 2) * plane + i] = s[r][2] - s[r][1];
+                v[(r * 4 + 3) * plane + i] = s[r][1] - s[r][3];
+            }
         }
+        t += len;
     }
 }
 
 typedef struct {
-    const float *M; /* [16][Cout][n] */
+    const float *M; /* [16][Cout][n], planes m_plane apart */
+    int64_t m_plane;
     float *y;       /* image b, channel c at y + b·y_bstride + c·Ho·Wo */
     const float *bias;
     int64_t y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, n;
 } out_job;
 
-/* Aᵀ M A for the tiles of one output channel, bias added, cropped to the output. */
+/* Aᵀ M A for the tiles of one output channel, bias added, cropped to the output; runs of tiles
+ * in one tile row go through a 2-row buffer. */
 static void output_task(void *arg, int64_t co, int tid) {
     const out_job *j = arg;
-    int64_t plane = j->Cout * j->n;
+    int64_t plane = j->m_plane;
     float b = j->bias ? j->bias[co] : 0.0f;
-    for (int64_t t = 0; t < j->n; t++) {
-        const float *m = j->M + co * j->n + t;
-        float q[4][4];
-        for (int k = 0; k < 16; k++) q[k / 4][k % 4] = m[k * plane];
-        float s[2][4]; /* Aᵀ q */
-        for (int c = 0; c < 4; c++) {
-            s[0][c] = q[0][c] + q[1][c] + q[2][c];
-            s[1][c] = q[1][c] - q[2][c] - q[3][c];
-        }
+    float out[2][2 * RUN_MAX];
+    for (int64_t t = 0; t < j->n;) {
         int64_t gt = j->t0 + t, img = gt / j->tiles_per_img, lt = gt % j->tiles_per_img;
-        int64_t oy = (lt / j->tiles_x) * 2, ox = (lt % j->tiles_x) * 2;
-        float *yc = j->y + img * j->y_bstride + co * j->Ho * j->Wo;
-        for (int r = 0; r < 2 && oy + r < j->Ho; r++) {
-            float o0 = s[r][0] + s[r][1] + s[r][2] + b;
-            float o1 = s[r][1] - s[r][2] - s[r][3] + b;
-            yc[(oy + r) * j->Wo + ox] = o0;
-            if (ox + 1 < j->Wo) yc[(oy + r) * j->Wo + ox + 1] = o1;
+        int64_t ty = lt / j->tiles_x, tx0 = lt % j->tiles_x;
+        int64_t len = kd_min64(kd_min64(j->tiles_x - tx0, j->n - t), RUN_MAX);
+        const float *m = j->M + co * j->n + t;
+        for (int64_t i = 0; i < len; i++) {
+            float q[16];
+            for (int k = 0; k < 16; k++) q[k] = m[k * plane + i];
+            for (int r = 0; r < 2; r++) {
+                float s0, s1, s2, s3; /* row r of Aᵀ q */
+                if (r == 0) {
+                    s0 = q[0] + q[4] + q[8], s1 = q[1] + q[5] + q[9], s2 = q[2] + q[6] + q[10], s3 = q[3] + q[7] + q[11];
+                } else {
+                    s0 = q[4] - q[8] - q[12], s1 = q[5] - q[9] - q[13], s2 = q[6] - q[10] - q[14], s3 = q[7] - q[11] - q[15];
+                }
+                out[r][2 * i] = s0 + s1 + s2 + b;
+                out[r][2 * i + 1] = s1 - s2 - s3 + b;
+            }
         }
+        int64_t oy = ty * 2, ox = tx0 * 2, w = kd_min64(2 * len, j->Wo - ox);
+        float *yc = j->y + img * j->y_bstride + co * j->Ho * j->Wo;
+        for (int r = 0; r < 2 && oy + r < j->Ho; r++) memcpy(yc + (oy + r) * j->Wo + ox, out[r], (size_t)w * sizeof(float));
+        t += len;
     }
 }
 
 typedef struct {
     const float *U, *V;
     float *M;
-    int64_t Cout, Cin, n;
+    int64_t u_plane, v_plane, m_plane, Cout, Cin, n;
 } gemm16_job;
 
 static void gemm16_task(void *arg, int64_t k, int tid) {
     const gemm16_job *j = arg;
-    kd_sgemm_1t(0, 0, j->Cout, j->n, j->Cin, 1.0f, j->U + k * j->Cout * j->Cin, j->Cin, j->V + k * j->Cin * j->n,
-                j->n, 0.0f, j->M + k * j->Cout * j->n, j->n);
+    kd_sgemm_1t(0, 0, j->Cout, j->n, j->Cin, 1.0f, j->U + k * j->u_plane, j->Cin, j->V + k * j->v_plane, j->n, 0.0f,
+                j->M + k * j->m_plane, j->n);
 }
 
 kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
@@ -148,24 +167,27 @@ kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const
     int64_t n = WINO_BUDGET / 4 / (16 * (Cin + Cout));
     n = n >= T ? T : kd_max64(n / 16 * 16, 16);
 
+    /* The 16 planes are written and read together; a stride that is a multiple of 4 KiB would
+     * put all 16 streams in the same cache sets, so each plane is padded by PLANE_PAD floats. */
+    int64_t u_plane = Cout * Cin + PLANE_PAD, v_plane = Cin * n + PLANE_PAD, m_plane = Cout * n + PLANE_PAD;
     kd_arena_mark mark = kd_arena_get_mark(&be->scratch);
-    float *U = kd_arena_floats(&be->scratch, (size_t)(16 * Cout * Cin), e);
-    float *V = U ? kd_arena_floats(&be->scratch, (size_t)(16 * Cin * n), e) : NULL;
-    float *M = V ? kd_arena_floats(&be->scratch, (size_t)(16 * Cout * n), e) : NULL;
+    float *U = kd_arena_floats(&be->scratch, (size_t)(16 * u_plane), e);
+    float *V = U ? kd_arena_floats(&be->scratch, (size_t)(16 * v_plane), e) : NULL;
+    float *M = V ? kd_arena_floats(&be->scratch, (size_t)(16 * m_plane), e) : NULL;
     if (!M) {
         kd_arena_release(&be->scratch, mark);
         return KD_ERR_OOM;
     }
-    wt_job wj = {w, U, Cout, Cin};
+    wt_job wj = {w, U, Cout, Cin, u_plane};
     kd_pool_run(be->pool, Cout, weight_task, &wj);
 
     for (int64_t t0 = 0; t0 < T; t0 += n) {
         int64_t nn = kd_min64(n, T - t0);
-        in_job ij = {x, V, Cin, H, W, tiles_x, tiles_per_img, t0, nn, pad_t, pad_l};
+        in_job ij = {x, V, v_plane, Cin, H, W, tiles_x, tiles_per_img, t0, nn, pad_t, pad_l};
         kd_pool_run(be->pool, Cin, input_task, &ij);
-        gemm16_job gj = {U, V, M, Cout, Cin, nn};
+        gemm16_job gj = {U, V, M, u_plane, v_plane, m_plane, Cout, Cin, nn};
         kd_pool_run(be->pool, 16, gemm16_task, &gj);
-        out_job oj = {M, y, bias, y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, nn};
+        out_job oj = {M, m_plane, y, bias, y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, nn};
         kd_pool_run(be->pool, Cout, output_task, &oj);
     }
     kd_arena_release(&be->scratch, mark);
