@@ -54,7 +54,7 @@ static void expect_bad(image im, kd_status want, const char *sub, const char *la
 }
 
 static const char *tmp_path(const char *dir, const char *name) {
-    static char buf[8][4300];
+    static char buf[8][8900];
     static int k;
     k = (k + 1) % 8;
     snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
@@ -617,6 +617,42 @@ static void test_inspect(void) {
     fclose(f);
     TEST_CHECK(s == KD_ERR_NOT_FOUND && strstr(kd_ctx_last_error(ctx), "no such file or folder"),
                "inspect a missing path: %s", kd_ctx_last_error(ctx));
+    free(buf);
+
+    /* a pipeline folder: model_index.json names unet/ (sharded weights), scheduler/ (config only)
+     * and movq/ (absent); "../x" keys are not followed */
+    const char *pipe = kt_tmp_dir("inspect-pipeline");
+    char unet[4400], sched[4400];
+    snprintf(unet, sizeof unet, "%s/unet", pipe);
+    snprintf(sched, sizeof sched, "%s/scheduler", pipe);
+    mkdir(unet, 0755);
+    mkdir(sched, 0755);
+    write_text(tmp_path(pipe, "model_index.json"),
+               "{\"_class_name\": \"KandinskyV22Pipeline\", \"unet\": [\"diffusers\", \"UNet2DConditionModel\"], "
+               "\"scheduler\": [\"diffusers\", \"DDPMScheduler\"], \"movq\": [\"diffusers\", \"VQModel\"], "
+               "\"..\": [\"x\", \"y\"]}");
+    write_text(tmp_path(sched, "scheduler_config.json"), "{\"num_train_timesteps\": 1000}");
+    float v = 2;
+    const char *nm[1] = {"conv_in.weight"};
+    kd_tensor tv = {KD_F32, 4, {1, 1, 1, 1}, &v};
+    write_st(tmp_path(unet, "diffusion_pytorch_model.safetensors"), 1, nm, &tv);
+    f = open_memstream(&buf, &size);
+    s = kd_inspect(ctx, pipe, f);
+    fclose(f);
+    TEST_CHECK(s == KD_OK, "inspect a pipeline folder: %s", kd_ctx_last_error(ctx));
+    TEST_CHECK(buf && strstr(buf, "\"_class_name\": \"KandinskyV22Pipeline\"") && strstr(buf, "inspect-pipeline/unet ==") &&
+                   strstr(buf, "conv_in.weight") && strstr(buf, "\"num_train_timesteps\": 1000") && !strstr(buf, "movq =="),
+               "pipeline output:\n%s", buf ? buf : "");
+    free(buf);
+
+    /* a malformed shard is reported, and the walk goes on */
+    write_text(tmp_path(unet, "diffusion_pytorch_model.safetensors"), "garbage!garbage!");
+    f = open_memstream(&buf, &size);
+    s = kd_inspect(ctx, pipe, f);
+    fclose(f);
+    TEST_CHECK(s == KD_ERR_FORMAT && strstr(kd_ctx_last_error(ctx), "diffusion_pytorch_model.safetensors: header length"),
+               "bad shard status and message: %s", kd_ctx_last_error(ctx));
+    TEST_CHECK(buf && strstr(buf, "error: ") && strstr(buf, "num_train_timesteps"), "error printed in place, walk continued");
     free(buf);
     kd_ctx_free(ctx);
 }

@@ -604,18 +604,25 @@ void kd_config_free(kd_config *cfg) {
     cfg->origin = NULL;
 }
 
-/* Tries the whole path as a key, then each split at a dot whose left part names an object. */
+/* Tries the whole remaining path as a key, else descends at the first dot whose left part names
+ * an object. No backtracking, so a lookup costs one pass over the path whatever the file holds;
+ * the price is that "a.b.c" is not found under an object key "a.b" when an object "a" exists. */
+static const cJSON *object_child(const cJSON *obj, const char *key, size_t klen) {
+    for (const cJSON *c = obj->child; c; c = c->next)
+        if (cJSON_IsObject(c) && strlen(c->string) == klen && memcmp(c->string, key, klen) == 0) return c;
+    return NULL;
+}
+
 static const cJSON *lookup(const cJSON *obj, const char *path) {
-    if (!cJSON_IsObject(obj)) return NULL;
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, path);
-    if (it) return it;
-    for (const char *dot = strchr(path, '.'); dot; dot = strchr(dot + 1, '.')) {
-        size_t klen = (size_t)(dot - path);
-        for (const cJSON *c = obj->child; c; c = c->next) {
-            if (strlen(c->string) != klen || memcmp(c->string, path, klen) != 0) continue;
-            const cJSON *r = lookup(c, dot + 1);
-            if (r) return r;
-        }
+    while (cJSON_IsObject(obj)) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, path);
+        if (it) return it;
+        const cJSON *next = NULL;
+        const char *dot = strchr(path, '.');
+        while (dot && !(next = object_child(obj, path, (size_t)(dot - path)))) dot = strchr(dot + 1, '.');
+        if (!next) return NULL;
+        obj = next;
+        path = dot + 1;
     }
     return NULL;
 }

@@ -30,7 +30,9 @@
 #define KD_JSON_MAX_DEPTH 512
 /* A cJSON node costs ~64 bytes; this caps the tree of a hostile 100 MB header near 256 MB. */
 #define KD_JSON_MAX_VALUES (1u << 22)
-/* Longest number literal; cJSON 1.7.15 silently splits longer ones. */
+/* Longest number literal. Older cJSON releases copy at most 63 characters of a number into a
+ * fixed buffer (the rest then fails to parse); Debian 12's patched 1.7.15 takes any length. One
+ * limit of ours makes every cJSON build agree. No config or header needs more than ~25. */
 #define KD_JSON_MAX_NUMBER_CHARS 63
 
 /* Bits kd_json_parse ORs into a number item's type (cJSON uses the low byte and bits 8-9).
