@@ -513,6 +513,8 @@ static kd_status write_all(FILE *fp, const char *const *names, const kd_tensor *
     return KD_OK;
 }
 
+/* Tensors are laid out in the order given (the reference writer sorts by dtype alignment first):
+ * callers that want every tensor naturally aligned pass the 8-byte types first, then 4, then 2. */
 kd_status kd_st_write(const char *path, const char *const *names, const kd_tensor *tensors, size_t n,
                       const kd_st_kv *meta, size_t n_meta, kd_err *e) {
     if (!path || (n && (!names || !tensors)) || (n_meta && !meta))

@@ -8,7 +8,9 @@
  * the folder's owner decides where its own links point.)
  *
  * Models declare what they need as a kd_bind list; kd_weights_bind fills kd_tensor views into
- * the mapping and reports the first missing or mis-shaped tensor by file and full name. */
+ * the mapping and reports the first missing or mis-shaped tensor by file and full name.
+ * A kd_weights is not thread-safe (bind and f32 update the used flags and the f32 cache): models
+ * bind their weights once, at load time, from one thread. */
 #ifndef KD_IO_WEIGHTS_H
 #define KD_IO_WEIGHTS_H
 
@@ -56,7 +58,7 @@ const kd_config *kd_weights_index(const kd_weights *w);
 typedef struct kd_bind {
     const char *name;            /* appended to the prefix given to kd_weights_bind */
     kd_tensor *dst;              /* gets dtype, shape and a read-only data pointer into the mapping */
-    int ndim;                    /* expected rank */
+    int ndim;                    /* expected rank; < 0 accepts any shape */
     int64_t shape[KD_MAX_DIMS];  /* expected dims; -1 matches any size */
     int optional;                /* absent → dst->data = NULL instead of an error */
     float **f32;                 /* if set, also an f32 copy owned by the kd_weights (see kd_weights_f32) */
