@@ -92,6 +92,36 @@ kd_status kd_movq_encode(kd_ctx *ctx, kd_movq *m, const float *image, int batch,
 kd_status kd_movq_decode(kd_ctx *ctx, kd_movq *m, const float *latents, int batch, int lat_h, int lat_w,
                          float *image);
 
+/* ---- Decoder U-Net (diffusers UNet2DConditionModel, Kandinsky variants) ----------------------
+ * Loads a `unet/` folder of any configuration the Kandinsky checkpoints use: 2.1 ("text_image" +
+ * "text_image_proj"), 2.2 ("image" + "image_proj"), ControlNet depth ("image_hint"), inpainting
+ * (9 input channels). One call = one denoising step for a batch. */
+typedef struct kd_unet kd_unet;
+
+typedef struct kd_unet_cond {
+    const float *timesteps;             /* [batch] training timesteps (0..999), one per sample */
+    const float *image_embeds;          /* [batch, image dim] CLIP image embedding (all variants) */
+    const float *text_embeds;           /* 2.1 only: [batch, cross_attention_dim] MCLIP pooled text */
+    const float *encoder_hidden_states; /* 2.1 only: [batch, text_len, encoder_hid_dim] XLM-R states */
+    int text_len;                       /* 2.1 only: tokens in encoder_hidden_states (77 in the pipelines) */
+    const float *hint;                  /* ControlNet only: [batch, 3, 8·h, 8·w] in [0, 1] */
+} kd_unet_cond;
+
+kd_status kd_unet_load(kd_ctx *ctx, const char *path, kd_unet **out);
+void kd_unet_free(kd_unet *u);
+/* Channels of the `sample` argument (4; 9 for inpainting: latents + masked latents + mask; the
+ * ControlNet U-Net takes 4 and concatenates the hint features itself). */
+int kd_unet_sample_channels(const kd_unet *u);
+int kd_unet_out_channels(const kd_unet *u);      /* 8: 4 noise + 4 variance channels */
+/* Latent sides must be multiples of this (2^(number of down-samplings)). */
+int kd_unet_size_multiple(const kd_unet *u);
+/* Length of the image embedding the model expects (1280 for 2.2, 768 for 2.1). */
+int kd_unet_image_embed_dim(const kd_unet *u);
+
+/* out[batch, out_channels, h, w] = unet(sample[batch, sample_channels, h, w], cond). */
+kd_status kd_unet_forward(kd_ctx *ctx, kd_unet *u, const float *sample, int batch, int h, int w,
+                          const kd_unet_cond *cond, float *out);
+
 #ifdef __cplusplus
 }
 #endif

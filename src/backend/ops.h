@@ -85,6 +85,9 @@ void kd_add(kd_backend *be, float *y, const float *a, const float *b, int64_t n)
 void kd_mul(kd_backend *be, float *y, const float *a, const float *b, int64_t n);
 /* y = a·b + c element-wise, then SiLU if silu != 0 (y may equal any input) */
 void kd_mul_add(kd_backend *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu);
+/* x[B, C, HW] = x · (1 + scale) + shift with scale_shift[B, 2C] = [scale | shift] per sample
+ * (ResnetBlock2D "scale_shift" time conditioning), then SiLU if silu != 0. In place. */
+void kd_film(kd_backend *be, float *x, const float *scale_shift, int64_t B, int64_t C, int64_t HW, int silu);
 /* y[i] = x[i] · s + t */
 void kd_scale_shift(kd_backend *be, float *y, const float *x, float s, float t, int64_t n);
 /* x[R, N] += b[N] (bias over the last dim) */

@@ -269,3 +269,31 @@ void kd_mul_add(kd_backend *be, float *y, const float *a, const float *b, const 
     fma_job j = {y, a, b, c, n, silu};
     kd_pool_run(be->pool, kd_ceil_div(n, MAP_CHUNK), fma_task, &j);
 }
+
+/* ---- FiLM: x[B, C, HW] = x·(1 + scale[b, c]) + shift[b, c], optional SiLU ---- */
+
+typedef struct {
+    float *x;
+    const float *ss;
+    int64_t C, HW;
+    int silu;
+} film_job;
+
+static void film_task(void *arg, int64_t bc, int tid) {
+    const film_job *j = arg;
+    int64_t b = bc / j->C, c = bc % j->C;
+    float s = 1.0f + j->ss[b * 2 * j->C + c], t = j->ss[b * 2 * j->C + j->C + c];
+    float *restrict p = j->x + bc * j->HW;
+    if (j->silu)
+        for (int64_t i = 0; i < j->HW; i++) {
+            float v = p[i] * s + t;
+            p[i] = v * kd_sigmoidf(v);
+        }
+    else
+        for (int64_t i = 0; i < j->HW; i++) p[i] = p[i] * s + t;
+}
+
+void kd_film(kd_backend *be, float *x, const float *scale_shift, int64_t B, int64_t C, int64_t HW, int silu) {
+    film_job j = {x, scale_shift, C, HW, silu};
+    kd_pool_run(be->pool, B * C, film_task, &j);
+}

@@ -1,0 +1,649 @@
+/* Decoder U-Net: diffusers UNet2DConditionModel as the Kandinsky 2.x checkpoints configure it.
+ * Spec: shared/reference/kandinsky-2x-spec.md §2.1, §3.2–3.4.
+ *
+ *   emb = time_embedding(sinusoid(t)) + add_embedding(...)        [B, T]
+ *   ctx = encoder_hid_proj(...)                                   [B, L, cross_attention_dim]
+ *   h = conv_in(sample [⊕ hint features]) → down blocks (ResnetDownsampleBlock2D,
+ *       SimpleCrossAttnDownBlock2D) → mid (resnet, added-KV attention, resnet) → up blocks with
+ *       skip concatenation (SimpleCrossAttnUpBlock2D, ResnetUpsampleBlock2D) → GN, SiLU, conv_out.
+ * ResNets use "scale_shift" time conditioning; sampling is done by ResNets with avg-pool /
+ * nearest ×2 inside. Every structural number comes from config.json. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ctx.h"
+#include "io/config.h"
+#include "nn/layers.h"
+
+#define UNET_MAX_LEVELS 8
+#define HINT_CONVS 8
+
+enum add_type { ADD_TEXT_IMAGE, ADD_IMAGE, ADD_IMAGE_HINT };
+enum hid_type { HID_TEXT_IMAGE_PROJ, HID_IMAGE_PROJ };
+
+typedef struct unet_resnet {
+    kd_norm_layer norm1, norm2;
+    kd_conv2d_layer conv1, conv2, conv_shortcut;
+    kd_linear_layer time_emb_proj; /* T → 2·cout (scale, shift) */
+    int has_shortcut, up, down;
+    int64_t cin, cout;
+} unet_resnet;
+
+typedef struct unet_attn {
+    kd_norm_layer group_norm;
+    kd_linear_layer to_q, to_k, to_v, add_k_proj, add_v_proj, to_out;
+    int64_t C;
+    int heads, head_dim;
+} unet_attn;
+
+typedef struct unet_block {
+    int n_layers;
+    unet_resnet *resnets;
+    unet_attn *attn; /* NULL for the Resnet*Block2D types */
+    int has_sampler;
+    unet_resnet sampler;
+} unet_block;
+
+struct kd_unet {
+    /* config */
+    int64_t in_channels, out_channels, cross_dim, hid_dim, time_dim, block_out[UNET_MAX_LEVELS];
+    int n_levels, layers_per_block, head_dim, groups, flip_sin_to_cos;
+    float eps, freq_shift;
+    enum add_type add;
+    enum hid_type hid;
+    int n_image_tokens; /* context tokens made from the image embedding (10 for 2.1, 32 for 2.2) */
+    int down_attn[UNET_MAX_LEVELS], up_attn[UNET_MAX_LEVELS];
+    /* weights */
+    kd_linear_layer time_linear_1, time_linear_2;
+    kd_linear_layer add_text_proj, add_image_proj;
+    kd_norm_layer add_text_norm, add_image_norm;
+    kd_conv2d_layer hint[HINT_CONVS];
+    kd_linear_layer hid_image_embeds, hid_text_proj;
+    kd_norm_layer hid_norm;
+    kd_conv2d_layer conv_in, conv_out;
+    kd_norm_layer conv_norm_out;
+    unet_block down[UNET_MAX_LEVELS], up[UNET_MAX_LEVELS];
+    unet_resnet mid_res[2];
+    unet_attn mid_attn;
+
+    kd_weights *w;
+    kd_arena arena;
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * forward
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct fmap {
+    float *d;
+    int64_t B, C, H, W;
+} fmap;
+
+/* What every block needs besides its input. */
+typedef struct step_ctx {
+    kd_backend *be;
+    kd_arena *a;
+    const float *semb; /* SiLU(emb) [B, T] */
+    const float *ctx;  /* [B, L, cross_dim] */
+    int64_t ctx_len;
+    kd_err *e;
+} step_ctx;
+
+static float *alloc_f(kd_arena *a, int64_t n, kd_err *e) { return kd_arena_floats(a, (size_t)n, e); }
+
+static kd_status resnet_forward(const step_ctx *s, const kd_unet *u, const unet_resnet *r, fmap x, fmap *out) {
+    kd_backend *be = s->be;
+    kd_err *e = s->e;
+    int64_t B = x.B, H = x.H, W = x.W;
+    int64_t Ho = r->up ? 2 * H : r->down ? H / 2 : H, Wo = r->up ? 2 * W : r->down ? W / 2 : W;
+    float *o = alloc_f(s->a, B * r->cout * Ho * Wo, e);
+    if (!o) return KD_ERR_OOM;
+    kd_arena_mark m = kd_arena_get_mark(s->a);
+    float *t = alloc_f(s->a, B * r->cin * H * W, e);
+    float *h = t ? alloc_f(s->a, B * r->cout * Ho * Wo, e) : NULL;
+    float *ss = h ? alloc_f(s->a, B * 2 * r->cout, e) : NULL;
+    if (!ss) return KD_ERR_OOM;
+    kd_group_norm_silu(be, t, x.d, B, r->cin, H * W, r->norm1.groups, r->norm1.eps, r->norm1.weight, r->norm1.bias);
+    const float *xs = x.d; /* the input as the shortcut sees it (resampled like h) */
+    if (r->up || r->down) {
+        float *t2 = alloc_f(s->a, B * r->cin * Ho * Wo, e), *x2 = t2 ? alloc_f(s->a, B * r->cin * Ho * Wo, e) : NULL;
+        if (!x2) return KD_ERR_OOM;
+        if (r->up) {
+            kd_upsample_nearest2x(be, t2, t, B * r->cin, H, W);
+            kd_upsample_nearest2x(be, x2, x.d, B * r->cin, H, W);
+        } else {
+            kd_avg_pool2x2(be, t2, t, B * r->cin, H, W);
+            kd_avg_pool2x2(be, x2, x.d, B * r->cin, H, W);
+        }
+        t = t2;
+        xs = x2;
+    }
+    KD_TRY(kd_conv2d_layer_forward(be, &r->conv1, h, t, B, Ho, Wo, e));
+    KD_TRY(kd_linear_layer_forward(be, &r->time_emb_proj, ss, s->semb, B, e));
+    kd_group_norm(be, h, h, B, r->cout, Ho * Wo, r->norm2.groups, r->norm2.eps, r->norm2.weight, r->norm2.bias);
+    kd_film(be, h, ss, B, r->cout, Ho * Wo, 1);
+    KD_TRY(kd_conv2d_layer_forward(be, &r->conv2, o, h, B, Ho, Wo, e));
+    if (r->has_shortcut) {
+        KD_TRY(kd_conv2d_layer_forward(be, &r->conv_shortcut, h, xs, B, Ho, Wo, e));
+        xs = h;
+    }
+    kd_add(be, o, o, xs, B * r->cout * Ho * Wo);
+    kd_arena_release(s->a, m);
+    *out = (fmap){o, B, r->cout, Ho, Wo};
+    return KD_OK;
+}
+
+/* Added-KV attention: keys/values = [add_k/v_proj(ctx) ; to_k/v(GN(x))], residual. */
+static kd_status attn_forward(const step_ctx *s, const unet_attn *at, fmap x, fmap *out) {
+    kd_backend *be = s->be;
+    kd_err *e = s->e;
+    int64_t B = x.B, C = x.C, HW = x.H * x.W, N = B * C * HW, T = B * HW, L = s->ctx_len;
+    float *o = alloc_f(s->a, N, e);
+    if (!o) return KD_ERR_OOM;
+    kd_arena_mark m = kd_arena_get_mark(s->a);
+    float *nrm = alloc_f(s->a, N, e), *tok = nrm ? alloc_f(s->a, N, e) : NULL;
+    float *q = tok ? alloc_f(s->a, N, e) : NULL, *k = q ? alloc_f(s->a, N, e) : NULL;
+    float *v = k ? alloc_f(s->a, N, e) : NULL;
+    float *kp = v ? alloc_f(s->a, B * L * C, e) : NULL, *vp = kp ? alloc_f(s->a, B * L * C, e) : NULL;
+    if (!vp) return KD_ERR_OOM;
+    kd_group_norm(be, nrm, x.d, B, C, HW, at->group_norm.groups, at->group_norm.eps, at->group_norm.weight,
+                  at->group_norm.bias);
+    kd_transpose_last2(be, tok, nrm, B, C, HW); /* [B, C, HW] → [B, HW, C] */
+    KD_TRY(kd_linear_layer_forward(be, &at->to_q, q, tok, T, e));
+    KD_TRY(kd_linear_layer_forward(be, &at->to_k, k, tok, T, e));
+    KD_TRY(kd_linear_layer_forward(be, &at->to_v, v, tok, T, e));
+    KD_TRY(kd_linear_layer_forward(be, &at->add_k_proj, kp, s->ctx, B * L, e));
+    KD_TRY(kd_linear_layer_forward(be, &at->add_v_proj, vp, s->ctx, B * L, e));
+    kd_attn_params p = {.batch = B, .heads = at->heads, .head_dim = at->head_dim, .q_len = HW, .kv_len = HW,
+                        .pre_len = L, .q = q, .q_stride = C, .k = k, .v = v, .kv_stride = C, .k_pre = kp,
+                        .v_pre = vp, .pre_stride = C, .scale = 1.0f / sqrtf((float)at->head_dim)};
+    KD_TRY(kd_attention(be, tok, &p, e));
+    KD_TRY(kd_linear_layer_forward(be, &at->to_out, q, tok, T, e));
+    kd_transpose_last2(be, o, q, B, HW, C);
+    kd_add(be, o, o, x.d, N);
+    kd_arena_release(s->a, m);
+    *out = (fmap){o, B, C, x.H, x.W};
+    return KD_OK;
+}
+
+/* emb[B, T] = time_embedding(sinusoid(t)) + add_embedding(...); returns SiLU(emb) for the
+ * ResNets' time projections (they all apply SiLU first). */
+static kd_status embeddings(const kd_unet *u, kd_backend *be, kd_arena *a, int64_t B, const kd_unet_cond *c,
+                            float **semb_out, kd_err *e) {
+    int64_t C0 = u->block_out[0], T = u->time_dim;
+    float *sin_emb = alloc_f(a, B * C0, e), *h = sin_emb ? alloc_f(a, B * T, e) : NULL;
+    float *emb = h ? alloc_f(a, B * T, e) : NULL, *aug = emb ? alloc_f(a, B * T, e) : NULL;
+    if (!aug) return KD_ERR_OOM;
+    kd_timestep_embedding(sin_emb, c->timesteps, B, (int)C0, u->flip_sin_to_cos, u->freq_shift, 10000.0f);
+    KD_TRY(kd_linear_layer_forward(be, &u->time_linear_1, h, sin_emb, B, e));
+    kd_silu(be, h, h, B * T);
+    KD_TRY(kd_linear_layer_forward(be, &u->time_linear_2, emb, h, B, e));
+    if (u->add == ADD_TEXT_IMAGE) {
+        KD_TRY(kd_linear_layer_forward(be, &u->add_text_proj, aug, c->text_embeds, B, e));
+        kd_layer_norm(be, aug, aug, B, T, u->add_text_norm.eps, u->add_text_norm.weight, u->add_text_norm.bias);
+        kd_add(be, emb, emb, aug, B * T);
+        KD_TRY(kd_linear_layer_forward(be, &u->add_image_proj, aug, c->image_embeds, B, e));
+    } else {
+        KD_TRY(kd_linear_layer_forward(be, &u->add_image_proj, aug, c->image_embeds, B, e));
+        kd_layer_norm(be, aug, aug, B, T, u->add_image_norm.eps, u->add_image_norm.weight, u->add_image_norm.bias);
+    }
+    kd_add(be, emb, emb, aug, B * T);
+    kd_silu(be, emb, emb, B * T);
+    *semb_out = emb;
+    return KD_OK;
+}
+
+/* Context tokens [B, L, cross_dim] for the added-KV attentions. */
+static kd_status context(const kd_unet *u, kd_backend *be, kd_arena *a, int64_t B, const kd_unet_cond *c,
+                         float **ctx_out, int64_t *len_out, kd_err *e) {
+    int64_t D = u->cross_dim, Ni = u->n_image_tokens;
+    int64_t Lt = u->hid == HID_TEXT_IMAGE_PROJ ? c->text_len : 0, L = Ni + Lt;
+    float *img = alloc_f(a, B * Ni * D, e), *ctx = img ? alloc_f(a, B * L * D, e) : NULL;
+    if (!ctx) return KD_ERR_OOM;
+    KD_TRY(kd_linear_layer_forward(be, &u->hid_image_embeds, img, c->image_embeds, B, e)); /* [B, Ni·D] */
+    if (u->hid == HID_IMAGE_PROJ) {
+        kd_layer_norm(be, ctx, img, B * Ni, D, u->hid_norm.eps, u->hid_norm.weight, u->hid_norm.bias);
+    } else {
+        float *txt = alloc_f(a, B * Lt * D, e);
+        if (!txt) return KD_ERR_OOM;
+        KD_TRY(kd_linear_layer_forward(be, &u->hid_text_proj, txt, c->encoder_hidden_states, B * Lt, e));
+        kd_concat_dim1(ctx, img, Ni, txt, Lt, B, D); /* image tokens first, then text */
+    }
+    *ctx_out = ctx;
+    *len_out = L;
+    return KD_OK;
+}
+
+/* ImageHintTimeEmbedding.input_hint_block: 8 convs, SiLU between, three of them stride 2. */
+static kd_status hint_features(const kd_unet *u, kd_backend *be, kd_arena *a, const float *hint, int64_t B,
+                               int64_t H, int64_t W, fmap *out, kd_err *e) {
+    fmap x = {(float *)hint, B, 3, H, W};
+    for (int i = 0; i < HINT_CONVS; i++) {
+        const kd_conv2d_layer *l = &u->hint[i];
+        int64_t Ho, Wo;
+        kd_conv2d_layer_out_size(l, x.H, x.W, &Ho, &Wo);
+        float *y = alloc_f(a, B * l->cout * Ho * Wo, e);
+        if (!y) return KD_ERR_OOM;
+        KD_TRY(kd_conv2d_layer_forward(be, l, y, x.d, B, x.H, x.W, e));
+        if (i < HINT_CONVS - 1) kd_silu(be, y, y, B * l->cout * Ho * Wo);
+        x = (fmap){y, B, l->cout, Ho, Wo};
+    }
+    *out = x;
+    return KD_OK;
+}
+
+#define MAX_SKIPS (1 + UNET_MAX_LEVELS * 65)
+
+static kd_status body(const step_ctx *s, const kd_unet *u, fmap x, float *out) {
+    kd_backend *be = s->be;
+    kd_err *e = s->e;
+    fmap skips[MAX_SKIPS];
+    int ns = 0;
+    float *h0 = alloc_f(s->a, x.B * u->block_out[0] * x.H * x.W, e);
+    if (!h0) return KD_ERR_OOM;
+    KD_TRY(kd_conv2d_layer_forward(be, &u->conv_in, h0, x.d, x.B, x.H, x.W, e));
+    x = (fmap){h0, x.B, u->block_out[0], x.H, x.W};
+    skips[ns++] = x;
+    for (int i = 0; i < u->n_levels; i++) {
+        const unet_block *b = &u->down[i];
+        for (int l = 0; l < b->n_layers; l++) {
+            KD_TRY(resnet_forward(s, u, &b->resnets[l], x, &x));
+            if (b->attn) KD_TRY(attn_forward(s, &b->attn[l], x, &x));
+            skips[ns++] = x;
+        }
+        if (b->has_sampler) {
+            KD_TRY(resnet_forward(s, u, &b->sampler, x, &x));
+            skips[ns++] = x;
+        }
+    }
+    KD_TRY(resnet_forward(s, u, &u->mid_res[0], x, &x));
+    KD_TRY(attn_forward(s, &u->mid_attn, x, &x));
+    KD_TRY(resnet_forward(s, u, &u->mid_res[1], x, &x));
+    for (int i = 0; i < u->n_levels; i++) {
+        const unet_block *b = &u->up[i];
+        for (int l = 0; l < b->n_layers; l++) {
+            fmap sk = skips[--ns];
+            float *cat = alloc_f(s->a, x.B * (x.C + sk.C) * x.H * x.W, e);
+            if (!cat) return KD_ERR_OOM;
+            kd_concat_dim1(cat, x.d, x.C, sk.d, sk.C, x.B, x.H * x.W);
+            x = (fmap){cat, x.B, x.C + sk.C, x.H, x.W};
+            KD_TRY(resnet_forward(s, u, &b->resnets[l], x, &x));
+            if (b->attn) KD_TRY(attn_forward(s, &b->attn[l], x, &x));
+        }
+        if (b->has_sampler) KD_TRY(resnet_forward(s, u, &b->sampler, x, &x));
+    }
+    float *t = alloc_f(s->a, x.B * x.C * x.H * x.W, e);
+    if (!t) return KD_ERR_OOM;
+    kd_group_norm_silu(be, t, x.d, x.B, x.C, x.H * x.W, u->conv_norm_out.groups, u->conv_norm_out.eps,
+                       u->conv_norm_out.weight, u->conv_norm_out.bias);
+    return kd_conv2d_layer_forward(be, &u->conv_out, out, t, x.B, x.H, x.W, e);
+}
+
+static kd_status forward_impl(kd_unet *u, kd_backend *be, const float *sample, int64_t B, int64_t h, int64_t w,
+                              const kd_unet_cond *c, float *out, kd_err *e) {
+    kd_arena *a = &u->arena;
+    step_ctx s = {be, a, NULL, NULL, 0, e};
+    float *semb, *ctx;
+    KD_TRY(embeddings(u, be, a, B, c, &semb, e));
+    KD_TRY(context(u, be, a, B, c, &ctx, &s.ctx_len, e));
+    s.semb = semb;
+    s.ctx = ctx;
+    fmap x = {(float *)sample, B, kd_unet_sample_channels(u), h, w};
+    if (u->add == ADD_IMAGE_HINT) {
+        fmap hf;
+        KD_TRY(hint_features(u, be, a, c->hint, B, 8 * h, 8 * w, &hf, e));
+        if (hf.H != h || hf.W != w)
+            return kd_errf(e, KD_ERR_SHAPE, "hint features are %lldx%lld, latents %lldx%lld", (long long)hf.H,
+                           (long long)hf.W, (long long)h, (long long)w);
+        float *cat = alloc_f(a, B * u->in_channels * h * w, e);
+        if (!cat) return KD_ERR_OOM;
+        kd_concat_dim1(cat, sample, x.C, hf.d, hf.C, B, h * w);
+        x = (fmap){cat, B, u->in_channels, h, w};
+    }
+    return body(&s, u, x, out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * public API: queries and forward
+ * ------------------------------------------------------------------------------------------- */
+
+int kd_unet_sample_channels(const kd_unet *u) {
+    return (int)(u->add == ADD_IMAGE_HINT ? u->in_channels - 4 : u->in_channels);
+}
+int kd_unet_out_channels(const kd_unet *u) { return (int)u->out_channels; }
+int kd_unet_size_multiple(const kd_unet *u) { return 1 << (u->n_levels - 1); }
+int kd_unet_image_embed_dim(const kd_unet *u) {
+    return (int)(u->add == ADD_TEXT_IMAGE ? u->cross_dim : u->hid_dim);
+}
+
+#define UNET_MAX_SIDE 1024 /* latent side: 8192 pixels */
+#define UNET_MAX_TEXT 4096
+
+kd_status kd_unet_forward(kd_ctx *ctx, kd_unet *u, const float *sample, int batch, int h, int w,
+                          const kd_unet_cond *c, float *out) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!u || !sample || !c || !out || !c->timesteps || !c->image_embeds)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "unet: NULL model, sample, output, timesteps or image_embeds");
+    int mult = kd_unet_size_multiple(u);
+    if (batch < 1 || h < 1 || w < 1 || h > UNET_MAX_SIDE || w > UNET_MAX_SIDE || h % mult || w % mult)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
+                           "unet: latent batch %d × %d × %d: sides must be multiples of %d in 1..%d, batch >= 1", batch,
+                           h, w, mult, UNET_MAX_SIDE);
+    if (u->add == ADD_TEXT_IMAGE && (!c->text_embeds || !c->encoder_hidden_states || c->text_len < 1 ||
+                                     c->text_len > UNET_MAX_TEXT))
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
+                           "unet (2.1 text_image): text_embeds and encoder_hidden_states with 1..%d tokens are required",
+                           UNET_MAX_TEXT);
+    if (u->add == ADD_IMAGE_HINT && !c->hint)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "unet (ControlNet image_hint): a hint image is required");
+    kd_status s = forward_impl(u, &ctx->be, sample, batch, h, w, c, out, &ctx->err);
+    kd_arena_reset(&u->arena);
+    if (s != KD_OK) kd_err_prefix(&ctx->err, "unet forward");
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * loading
+ * ------------------------------------------------------------------------------------------- */
+
+#define ATTN_GN_EPS 1e-5f /* diffusers' Attention builds its group_norm with the default eps */
+#define LN_EPS 1e-5f      /* nn.LayerNorm default, used by every add/hid projection norm */
+
+static kd_status resnet_load(kd_weights *w, const char *name, const kd_unet *u, int64_t cin, int64_t cout, int up,
+                             int down, unet_resnet *r, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    r->cin = cin;
+    r->cout = cout;
+    r->up = up;
+    r->down = down;
+    r->has_shortcut = cin != cout;
+    KD_TRY(kd_group_norm_layer_load(w, kd_name(buf, name, "norm1"), cin, u->groups, u->eps, &r->norm1, e));
+    KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv1"), cin, cout, 3, 1, 1, 1, &r->conv1, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "time_emb_proj"), u->time_dim, 2 * cout, 1, &r->time_emb_proj, e));
+    KD_TRY(kd_group_norm_layer_load(w, kd_name(buf, name, "norm2"), cout, u->groups, u->eps, &r->norm2, e));
+    KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv2"), cout, cout, 3, 1, 1, 1, &r->conv2, e));
+    if (r->has_shortcut)
+        KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv_shortcut"), cin, cout, 1, 1, 0, 1, &r->conv_shortcut, e));
+    return KD_OK;
+}
+
+static kd_status attn_load(kd_weights *w, const char *name, const kd_unet *u, int64_t C, unet_attn *at, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    if (C % u->head_dim)
+        return kd_errf(e, KD_ERR_FORMAT, "%s: %lld channels are not a multiple of attention_head_dim %d", name,
+                       (long long)C, u->head_dim);
+    at->C = C;
+    at->head_dim = u->head_dim;
+    at->heads = (int)(C / u->head_dim);
+    KD_TRY(kd_group_norm_layer_load(w, kd_name(buf, name, "group_norm"), C, u->groups, ATTN_GN_EPS, &at->group_norm, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_q"), C, C, 1, &at->to_q, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_k"), C, C, 1, &at->to_k, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_v"), C, C, 1, &at->to_v, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "add_k_proj"), u->cross_dim, C, 1, &at->add_k_proj, e));
+    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "add_v_proj"), u->cross_dim, C, 1, &at->add_v_proj, e));
+    return kd_linear_layer_load(w, kd_name(buf, name, "to_out.0"), C, C, 1, &at->to_out, e);
+}
+
+static kd_status block_alloc(unet_block *b, int n_layers, int attn, kd_err *e) {
+    b->n_layers = n_layers;
+    b->resnets = calloc((size_t)n_layers, sizeof *b->resnets);
+    b->attn = attn ? calloc((size_t)n_layers, sizeof *b->attn) : NULL;
+    if (!b->resnets || (attn && !b->attn)) return kd_errf(e, KD_ERR_OOM, "unet: out of memory");
+    return KD_OK;
+}
+
+static kd_status down_load(kd_weights *w, kd_unet *u, int i, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    unet_block *b = &u->down[i];
+    int64_t cin = i ? u->block_out[i - 1] : u->block_out[0], cout = u->block_out[i];
+    KD_TRY(block_alloc(b, u->layers_per_block, u->down_attn[i], e));
+    for (int l = 0; l < b->n_layers; l++) {
+        KD_TRY(resnet_load(w, kd_namef(buf, "down_blocks.%d.resnets.%d", i, l), u, l ? cout : cin, cout, 0, 0,
+                           &b->resnets[l], e));
+        if (b->attn) KD_TRY(attn_load(w, kd_namef(buf, "down_blocks.%d.attentions.%d", i, l), u, cout, &b->attn[l], e));
+    }
+    b->has_sampler = i < u->n_levels - 1;
+    if (b->has_sampler)
+        KD_TRY(resnet_load(w, kd_namef(buf, "down_blocks.%d.downsamplers.0", i), u, cout, cout, 0, 1, &b->sampler, e));
+    return KD_OK;
+}
+
+static kd_status up_load(kd_weights *w, kd_unet *u, int i, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    unet_block *b = &u->up[i];
+    int L = u->n_levels;
+    int64_t out = u->block_out[L - 1 - i], prev = u->block_out[L - 1 - (i ? i - 1 : 0)];
+    int64_t in = u->block_out[L - 1 - (i + 1 < L ? i + 1 : L - 1)];
+    KD_TRY(block_alloc(b, u->layers_per_block + 1, u->up_attn[i], e));
+    for (int l = 0; l < b->n_layers; l++) {
+        int64_t skip = l == b->n_layers - 1 ? in : out, rin = l == 0 ? prev : out;
+        KD_TRY(resnet_load(w, kd_namef(buf, "up_blocks.%d.resnets.%d", i, l), u, rin + skip, out, 0, 0, &b->resnets[l], e));
+        if (b->attn) KD_TRY(attn_load(w, kd_namef(buf, "up_blocks.%d.attentions.%d", i, l), u, out, &b->attn[l], e));
+    }
+    b->has_sampler = i < L - 1;
+    if (b->has_sampler)
+        KD_TRY(resnet_load(w, kd_namef(buf, "up_blocks.%d.upsamplers.0", i), u, out, out, 1, 0, &b->sampler, e));
+    return KD_OK;
+}
+
+static kd_status embeddings_load(kd_weights *w, kd_unet *u, kd_err *e) {
+    int64_t T = u->time_dim, D = u->cross_dim, H = u->hid_dim;
+    KD_TRY(kd_linear_layer_load(w, "time_embedding.linear_1", u->block_out[0], T, 1, &u->time_linear_1, e));
+    KD_TRY(kd_linear_layer_load(w, "time_embedding.linear_2", T, T, 1, &u->time_linear_2, e));
+    if (u->add == ADD_TEXT_IMAGE) {
+        KD_TRY(kd_linear_layer_load(w, "add_embedding.text_proj", D, T, 1, &u->add_text_proj, e));
+        KD_TRY(kd_layer_norm_layer_load(w, "add_embedding.text_norm", T, LN_EPS, &u->add_text_norm, e));
+        KD_TRY(kd_linear_layer_load(w, "add_embedding.image_proj", D, T, 1, &u->add_image_proj, e));
+    } else {
+        KD_TRY(kd_linear_layer_load(w, "add_embedding.image_proj", H, T, 1, &u->add_image_proj, e));
+        KD_TRY(kd_layer_norm_layer_load(w, "add_embedding.image_norm", T, LN_EPS, &u->add_image_norm, e));
+    }
+    if (u->add == ADD_IMAGE_HINT) {
+        static const int ch[HINT_CONVS + 1] = {3, 16, 16, 32, 32, 96, 96, 256, 4};
+        static const int stride[HINT_CONVS] = {1, 1, 2, 1, 2, 1, 2, 1};
+        char buf[KD_NAME_MAX];
+        for (int i = 0; i < HINT_CONVS; i++)
+            KD_TRY(kd_conv2d_layer_load(w, kd_namef(buf, "add_embedding.input_hint_block.%d", 2 * i), ch[i], ch[i + 1], 3,
+                                        stride[i], 1, 1, &u->hint[i], e));
+    }
+    if (u->hid == HID_TEXT_IMAGE_PROJ) {
+        u->n_image_tokens = 10; /* TextImageProjection's num_image_text_embeds */
+        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.image_embeds", D, 10 * D, 1, &u->hid_image_embeds, e));
+        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.text_proj", H, D, 1, &u->hid_text_proj, e));
+    } else {
+        u->n_image_tokens = 32; /* ImageProjection's num_image_text_embeds */
+        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.image_embeds", H, 32 * D, 1, &u->hid_image_embeds, e));
+        KD_TRY(kd_layer_norm_layer_load(w, "encoder_hid_proj.norm", D, LN_EPS, &u->hid_norm, e));
+    }
+    return KD_OK;
+}
+
+static kd_status load_all(kd_unet *u, kd_err *e) {
+    kd_weights *w = u->w;
+    int L = u->n_levels;
+    KD_TRY(embeddings_load(w, u, e));
+    KD_TRY(kd_conv2d_layer_load(w, "conv_in", u->in_channels, u->block_out[0], 3, 1, 1, 1, &u->conv_in, e));
+    for (int i = 0; i < L; i++) KD_TRY(down_load(w, u, i, e));
+    int64_t top = u->block_out[L - 1];
+    KD_TRY(resnet_load(w, "mid_block.resnets.0", u, top, top, 0, 0, &u->mid_res[0], e));
+    KD_TRY(attn_load(w, "mid_block.attentions.0", u, top, &u->mid_attn, e));
+    KD_TRY(resnet_load(w, "mid_block.resnets.1", u, top, top, 0, 0, &u->mid_res[1], e));
+    for (int i = 0; i < L; i++) KD_TRY(up_load(w, u, i, e));
+    KD_TRY(kd_group_norm_layer_load(w, "conv_norm_out", u->block_out[0], u->groups, u->eps, &u->conv_norm_out, e));
+    return kd_conv2d_layer_load(w, "conv_out", u->block_out[0], u->out_channels, 3, 1, 1, 1, &u->conv_out, e);
+}
+
+/* ---- config ---- */
+
+/* Keys whose values must be what every Kandinsky checkpoint has; anything else changes the
+ * network in ways this implementation does not cover. */
+typedef struct expect_str {
+    const char *key, *value; /* value NULL: must be absent or null */
+} expect_str;
+
+static kd_status check_expected(const kd_config *cfg, kd_err *e) {
+    static const expect_str strs[] = {
+        {"act_fn", "silu"}, {"resnet_time_scale_shift", "scale_shift"}, {"time_embedding_type", "positional"},
+        {"mid_block_type", "UNetMidBlock2DSimpleCrossAttn"}, {"class_embed_type", NULL},
+        {"time_embedding_act_fn", NULL}, {"timestep_post_act", NULL}, {"cross_attention_norm", NULL},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
+        const char *v;
+        KD_TRY(kd_config_str_or(cfg, strs[i].key, NULL, &v, e));
+        if (strs[i].value ? (v && strcmp(v, strs[i].value)) : v != NULL)
+            return kd_errf(e, KD_ERR_UNSUPPORTED, "%s = '%s' is not supported (Kandinsky U-Nets use %s)", strs[i].key,
+                           v ? v : "null", strs[i].value ? strs[i].value : "null");
+    }
+    static const char *false_keys[] = {"only_cross_attention", "resnet_skip_time_act", "center_input_sample",
+                                       "dual_cross_attention", "class_embeddings_concat"};
+    for (size_t i = 0; i < sizeof false_keys / sizeof *false_keys; i++) {
+        int b;
+        KD_TRY(kd_config_bool_or(cfg, false_keys[i], 0, &b, e));
+        if (b) return kd_errf(e, KD_ERR_UNSUPPORTED, "%s = true is not supported", false_keys[i]);
+    }
+    static const char *one_keys[] = {"resnet_out_scale_factor", "mid_block_scale_factor"};
+    for (size_t i = 0; i < sizeof one_keys / sizeof *one_keys; i++) {
+        double d;
+        KD_TRY(kd_config_float_or(cfg, one_keys[i], 1.0, &d, e));
+        if (d != 1.0) return kd_errf(e, KD_ERR_UNSUPPORTED, "%s = %g is not supported (1 only)", one_keys[i], d);
+    }
+    int64_t k;
+    KD_TRY(kd_config_int_or(cfg, "conv_in_kernel", 3, &k, e));
+    if (k != 3) return kd_errf(e, KD_ERR_UNSUPPORTED, "conv_in_kernel %lld is not supported", (long long)k);
+    KD_TRY(kd_config_int_or(cfg, "conv_out_kernel", 3, &k, e));
+    if (k != 3) return kd_errf(e, KD_ERR_UNSUPPORTED, "conv_out_kernel %lld is not supported", (long long)k);
+    return KD_OK;
+}
+
+static kd_status block_types(const kd_config *cfg, const char *key, const char *plain, const char *with_attn, int n,
+                             int *attn, kd_err *e) {
+    const char *types[UNET_MAX_LEVELS];
+    int got = 0;
+    KD_TRY(kd_config_str_array(cfg, key, types, UNET_MAX_LEVELS, &got, e));
+    if (got != n) return kd_errf(e, KD_ERR_FORMAT, "%s has %d entries, block_out_channels %d", key, got, n);
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(types[i], plain)) attn[i] = 0;
+        else if (!strcmp(types[i], with_attn)) attn[i] = 1;
+        else
+            return kd_errf(e, KD_ERR_UNSUPPORTED, "%s[%d] = '%s' is not supported (expected %s or %s)", key, i, types[i],
+                           plain, with_attn);
+    }
+    return KD_OK;
+}
+
+static kd_status read_enum(const kd_config *cfg, const char *key, const char *const *names, int n, int *out,
+                           kd_err *e) {
+    const char *v;
+    KD_TRY(kd_config_str(cfg, key, &v, e));
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) {
+            *out = i;
+            return KD_OK;
+        }
+    return kd_errf(e, KD_ERR_UNSUPPORTED, "%s = '%s' is not a Kandinsky U-Net type", key, v);
+}
+
+static int positive(int64_t v, int64_t max) { return v >= 1 && v <= max; }
+
+static kd_status read_config(kd_unet *u, const kd_config *cfg, kd_err *e) {
+    KD_TRY(check_expected(cfg, e));
+    int64_t v[UNET_MAX_LEVELS];
+    int n = 0;
+    KD_TRY(kd_config_int_array(cfg, "block_out_channels", v, UNET_MAX_LEVELS, &n, e));
+    if (n < 1) return kd_errf(e, KD_ERR_FORMAT, "block_out_channels is empty");
+    u->n_levels = n;
+    for (int i = 0; i < n; i++) {
+        if (!positive(v[i], 1 << 16)) return kd_errf(e, KD_ERR_FORMAT, "block_out_channels[%d] = %lld", i, (long long)v[i]);
+        u->block_out[i] = v[i];
+    }
+    int64_t lpb, head, groups, t;
+    double eps, shift;
+    KD_TRY(kd_config_int_or(cfg, "in_channels", 4, &u->in_channels, e));
+    KD_TRY(kd_config_int_or(cfg, "out_channels", 4, &u->out_channels, e));
+    KD_TRY(kd_config_int(cfg, "layers_per_block", &lpb, e));
+    KD_TRY(kd_config_int(cfg, "attention_head_dim", &head, e));
+    KD_TRY(kd_config_int(cfg, "cross_attention_dim", &u->cross_dim, e));
+    KD_TRY(kd_config_int(cfg, "encoder_hid_dim", &u->hid_dim, e));
+    KD_TRY(kd_config_int_or(cfg, "norm_num_groups", 32, &groups, e));
+    KD_TRY(kd_config_float_or(cfg, "norm_eps", 1e-5, &eps, e));
+    KD_TRY(kd_config_bool_or(cfg, "flip_sin_to_cos", 1, &u->flip_sin_to_cos, e));
+    KD_TRY(kd_config_float_or(cfg, "freq_shift", 0, &shift, e));
+    KD_TRY(kd_config_int_or(cfg, "time_embedding_dim", 4 * u->block_out[0], &t, e));
+    if (!positive(u->in_channels, 64) || !positive(u->out_channels, 64) || !positive(lpb, 64) || !positive(head, 1 << 16) ||
+        !positive(u->cross_dim, 1 << 16) || !positive(u->hid_dim, 1 << 16) || !positive(groups, 1 << 16) ||
+        !positive(t, 1 << 17) || !(eps > 0))
+        return kd_errf(e, KD_ERR_FORMAT, "implausible sizes in the config (layers_per_block %lld, attention_head_dim %lld, "
+                                         "cross_attention_dim %lld, encoder_hid_dim %lld, norm_num_groups %lld)",
+                       (long long)lpb, (long long)head, (long long)u->cross_dim, (long long)u->hid_dim, (long long)groups);
+    u->layers_per_block = (int)lpb;
+    u->head_dim = (int)head;
+    u->groups = (int)groups;
+    u->eps = (float)eps;
+    u->freq_shift = (float)shift;
+    u->time_dim = t;
+    static const char *adds[] = {"text_image", "image", "image_hint"};
+    static const char *hids[] = {"text_image_proj", "image_proj"};
+    int a, h;
+    KD_TRY(read_enum(cfg, "addition_embed_type", adds, 3, &a, e));
+    KD_TRY(read_enum(cfg, "encoder_hid_dim_type", hids, 2, &h, e));
+    u->add = (enum add_type)a;
+    u->hid = (enum hid_type)h;
+    if ((u->add == ADD_TEXT_IMAGE) != (u->hid == HID_TEXT_IMAGE_PROJ))
+        return kd_errf(e, KD_ERR_UNSUPPORTED, "addition_embed_type '%s' with encoder_hid_dim_type '%s' is not a Kandinsky U-Net",
+                       adds[a], hids[h]);
+    if (u->add == ADD_IMAGE_HINT && u->in_channels <= 4)
+        return kd_errf(e, KD_ERR_FORMAT, "image_hint U-Net needs in_channels = latent + 4 hint channels, got %lld",
+                       (long long)u->in_channels);
+    KD_TRY(block_types(cfg, "down_block_types", "ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", n, u->down_attn, e));
+    KD_TRY(block_types(cfg, "up_block_types", "ResnetUpsampleBlock2D", "SimpleCrossAttnUpBlock2D", n, u->up_attn, e));
+    return KD_OK;
+}
+
+static void block_free(unet_block *b) {
+    free(b->resnets);
+    free(b->attn);
+}
+
+void kd_unet_free(kd_unet *u) {
+    if (!u) return;
+    for (int i = 0; i < UNET_MAX_LEVELS; i++) {
+        block_free(&u->down[i]);
+        block_free(&u->up[i]);
+    }
+    kd_weights_close(u->w);
+    kd_arena_free(&u->arena);
+    free(u);
+}
+
+kd_status kd_unet_load(kd_ctx *ctx, const char *path, kd_unet **out) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!path || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "unet: NULL path or output");
+    *out = NULL;
+    kd_err *e = &ctx->err;
+    char cfg_path[4096];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
+    kd_config cfg;
+    KD_TRY(kd_config_load(cfg_path, &cfg, e));
+    kd_unet *u = calloc(1, sizeof *u);
+    if (!u) {
+        kd_config_free(&cfg);
+        return kd_ctx_fail(ctx, KD_ERR_OOM, "unet: out of memory");
+    }
+    kd_arena_init(&u->arena, 0);
+    kd_status s = read_config(u, &cfg, e);
+    kd_config_free(&cfg);
+    if (s != KD_OK) {
+        kd_err_prefix(e, "%s", cfg_path);
+    } else {
+        s = kd_weights_open(path, &u->w, e);
+        if (s == KD_OK) s = load_all(u, e);
+    }
+    if (s != KD_OK) {
+        kd_unet_free(u);
+        return s;
+    }
+    *out = u;
+    return KD_OK;
+}
