@@ -22,18 +22,5 @@ echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OPENBLAS_L2_SIZE=${OPENBLA
 out=$(mktemp)
 ./build/bench/bench_movq "$DIR" --threads "$threads" "${args[@]}" | tee -a "$out"
 "$PY" bench/bench_movq.py run "$DIR" --threads "$threads" "${args[@]}" | tee -a "$out"
-"$PY" - "$out" <<'PYEOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-res = {(r["impl"], r["op"], r["size"]): r["median_ms"] for r in rows if "op" in r}
-rss = {r["impl"]: r["peak_rss_mb"] for r in rows if "peak_rss_mb" in r}
-print(f"\n{'op':8} {'size':>5} {'kandinsky.c ms':>15} {'pytorch ms':>11} {'ratio':>6}")
-for (impl, op, size), ms in sorted(res.items()):
-    if impl != "kandinsky.c" or ("pytorch", op, size) not in res:
-        continue
-    pt = res[("pytorch", op, size)]
-    print(f"{op:8} {size:>5} {ms:>15.1f} {pt:>11.1f} {ms / pt:>6.2f}")
-print(f"peak RSS MB: kandinsky.c {rss.get('kandinsky.c')}, pytorch {rss.get('pytorch')}")
-print("ratio = ours / pytorch time (< 1: we are faster)")
-PYEOF
+"$PY" bench/compare.py "$out"
 rm -f "$out"
