@@ -29,19 +29,14 @@ int64_t kd_conv2d_out_dim(int64_t in, int k, int stride, int pad_a, int pad_b) {
 }
 
 typedef struct {
-    const float *x;    /* one image [Cin, H, W] */
-    float *col;        /* [K, n] */
-    int64_t H, W, Wo, p0, n;
+    const float *x;    /* images [B, Cin, H, W] */
+    float *col;        /* [K, ld]: image b's pixels p0 .. p0+n-1 at columns b·n .. */
+    int64_t Cin, H, W, Wo, p0, n, B, ld;
     int kh, kw, stride, pad_t, pad_l;
 } im2col_job;
 
-/* Row r of col = input channel ci at kernel offset (ky, kx), for output pixels p0 .. p0+n-1. */
-static void im2col_task(void *arg, int64_t r, int tid) {
-    const im2col_job *j = arg;
-    int64_t ci = r / (j->kh * j->kw);
-    int ky = (int)(r / j->kw % j->kh), kx = (int)(r % j->kw);
-    const float *xc = j->x + ci * j->H * j->W;
-    float *dst = j->col + r * j->n;
+/* One row of col (input channel ci at kernel offset ky, kx) for output pixels p0 .. p0+n-1. */
+static void im2col_row(const im2col_job *j, const float *xc, int ky, int kx, float *dst) {
     int64_t p = j->p0, end = j->p0 + j->n;
     while (p < end) {
         int64_t oy = p / j->Wo, ox0 = p % j->Wo;
@@ -59,6 +54,16 @@ static void im2col_task(void *arg, int64_t r, int tid) {
         }
         dst += cnt;
         p += cnt;
+    }
+}
+
+static void im2col_task(void *arg, int64_t r, int tid) {
+    const im2col_job *j = arg;
+    int64_t ci = r / (j->kh * j->kw);
+    int ky = (int)(r / j->kw % j->kh), kx = (int)(r % j->kw);
+    for (int64_t b = 0; b < j->B; b++) {
+        const float *xc = j->x + (b * j->Cin + ci) * j->H * j->W;
+        im2col_row(j, xc, ky, kx, j->col + r * j->ld + b * j->n);
     }
 }
 
@@ -87,6 +92,45 @@ static int use_winograd(int kh, int kw, const kd_conv2d_params *p, int64_t B, in
 }
 
 /* F32 weights w[Cout, K]; output channel planes at y + b·y_bstride + c·P. */
+/* Small maps (the deep U-Net levels: 8×8, 4×4) with batch > 1: one GEMM over the columns of all
+ * images, so the weights (up to 27648 × 1536 floats) are streamed and packed once, not per image.
+ * tmp[Cout, B·P] is then scattered to y[b, Cout, P]. */
+typedef struct {
+    float *y;
+    const float *tmp, *bias;
+    int64_t y_bstride, B, P;
+} scatter_job;
+
+static void scatter_task(void *arg, int64_t co, int tid) {
+    const scatter_job *j = arg;
+    float v = j->bias ? j->bias[co] : 0.0f;
+    for (int64_t b = 0; b < j->B; b++) {
+        const float *src = j->tmp + (co * j->B + b) * j->P;
+        float *dst = j->y + b * j->y_bstride + co * j->P;
+        for (int64_t i = 0; i < j->P; i++) dst[i] = src[i] + v;
+    }
+}
+
+static kd_status conv_merged(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
+                             int64_t H, int64_t W, const float *w, int64_t Cout, int kh, int kw, const float *bias,
+                             const kd_conv2d_params *p, int64_t Wo, int64_t P, kd_err *e) {
+    int64_t K = Cin * kh * kw, N = B * P;
+    kd_arena_mark m = kd_arena_get_mark(&be->scratch);
+    float *col = kd_arena_floats(&be->scratch, (size_t)(K * N), e);
+    float *tmp = col ? kd_arena_floats(&be->scratch, (size_t)(Cout * N), e) : NULL;
+    if (!tmp) return KD_ERR_OOM;
+    im2col_job j = {x, col, Cin, H, W, Wo, 0, P, B, N, kh, kw, p->stride, p->pad_top, p->pad_left};
+    kd_pool_run(be->pool, K, im2col_task, &j);
+    kd_gemm(be, 0, 0, Cout, N, K, 1.0f, w, K, col, N, 0.0f, tmp, N);
+    scatter_job sj = {y, tmp, bias, y_bstride, B, P};
+    kd_pool_run(be->pool, Cout, scatter_task, &sj);
+    kd_arena_release(&be->scratch, m);
+    return KD_OK;
+}
+
+#define MERGE_MAX_COLUMNS 1024
+
+/* F32 weights w[Cout, K]; output channel planes at y + b·y_bstride + c·P. */
 static kd_status conv_f32(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
                           int64_t H, int64_t W, const float *w, int64_t Cout, int kh, int kw, const float *bias,
                           const kd_conv2d_params *p, int64_t Ho, int64_t Wo, kd_err *e) {
@@ -94,6 +138,8 @@ static kd_status conv_f32(kd_backend *be, float *y, int64_t y_bstride, const flo
     if (use_winograd(kh, kw, p, B, Ho, Wo))
         return kd_conv3x3_winograd(be, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, p->pad_top, p->pad_left, Ho, Wo,
                                    e);
+    if (B > 1 && B * P <= MERGE_MAX_COLUMNS)
+        return conv_merged(be, y, y_bstride, x, B, Cin, H, W, w, Cout, kh, kw, bias, p, Wo, P, e);
     int direct = kh == 1 && kw == 1 && p->stride == 1 && !p->pad_top && !p->pad_bottom && !p->pad_left &&
                  !p->pad_right;
     for (int64_t b = 0; b < B; b++) {
@@ -109,7 +155,7 @@ static kd_status conv_f32(kd_backend *be, float *y, int64_t y_bstride, const flo
             if (!col) return KD_ERR_OOM;
             for (int64_t p0 = 0; p0 < P; p0 += n) {
                 int64_t nn = kd_min64(n, P - p0);
-                im2col_job j = {xb, col, H, W, Wo, p0, nn, kh, kw, p->stride, p->pad_top, p->pad_left};
+                im2col_job j = {xb, col, Cin, H, W, Wo, p0, nn, 1, nn, kh, kw, p->stride, p->pad_top, p->pad_left};
                 kd_pool_run(be->pool, K, im2col_task, &j);
                 kd_gemm(be, 0, 0, Cout, nn, K, 1.0f, w, K, col, nn, 0.0f, yb + p0, P);
             }
