@@ -15,7 +15,7 @@
 
 #define COL_BUDGET ((int64_t)24 << 20)
 #define SLAB_BUDGET ((int64_t)32 << 20)
-#define WINO_MIN_TILES 256
+#define WINO_MIN_TILES 100
 
 kd_conv2d_params kd_conv2d_same(int k) {
     kd_conv2d_params p = {1, k / 2, k / 2, k / 2, k / 2};
