@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "io/safetensors.h"
 #include "kandinsky.h"
 #include "testutil.h"
@@ -79,7 +80,13 @@ static void run_variant(kd_ctx *ctx, const char *variant) {
         float tvec[2] = {0, 0};
         if (tv) memcpy(tvec, tv->t.data, sizeof tvec);
         run_case(ctx, u, f, variant, "b2_tvec", "out", tvec, 2);
-        run_case(ctx, u, f, variant, "b1_8x8", "t999.out", t999, 1); /* warm arena: same numbers */
+        /* same shape again: same numbers, and no arena block allocated (activations and op
+         * scratch reuse the blocks sized by the first pass) */
+        size_t before = kd_arena_block_allocs();
+        run_case(ctx, u, f, variant, "b1_8x8", "t999.out", t999, 1);
+        run_case(ctx, u, f, variant, "b1_8x8", "t999.out", t999, 1);
+        TEST_CHECK(kd_arena_block_allocs() == before, "%s: %zu arena blocks allocated in repeated steps", variant,
+                   kd_arena_block_allocs() - before);
         kd_st_close(f);
     }
     /* bad calls */

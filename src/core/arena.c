@@ -1,5 +1,6 @@
 #include "core/arena.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -11,7 +12,12 @@ struct kd_arena_block {
     void *raw;
 };
 
+static atomic_size_t total_block_allocs;
+
+size_t kd_arena_block_allocs(void) { return atomic_load(&total_block_allocs); }
+
 static kd_arena_block *block_new(size_t cap) {
+    atomic_fetch_add(&total_block_allocs, 1);
     kd_arena_block *b = malloc(sizeof *b);
     if (!b) return NULL;
     b->raw = NULL;

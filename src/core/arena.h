@@ -39,6 +39,10 @@ typedef struct kd_arena_mark {
 kd_arena_mark kd_arena_get_mark(const kd_arena *a);
 void kd_arena_release(kd_arena *a, kd_arena_mark m);
 
+/* Blocks allocated by all arenas of the process so far: tests use it to check that a second
+ * forward pass of the same shape allocates nothing. */
+size_t kd_arena_block_allocs(void);
+
 /* Frees everything handed out; consolidates into one block of the high-water size. */
 void kd_arena_reset(kd_arena *a);
 
