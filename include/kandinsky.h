@@ -122,6 +122,47 @@ int kd_unet_image_embed_dim(const kd_unet *u);
 kd_status kd_unet_forward(kd_ctx *ctx, kd_unet *u, const float *sample, int batch, int h, int w,
                           const kd_unet_cond *cond, float *out);
 
+/* ---- Prior stage: CLIP text / vision encoders and the PriorTransformer ------------------------ */
+typedef struct kd_clip_text kd_clip_text;
+typedef struct kd_clip_vision kd_clip_vision;
+typedef struct kd_prior kd_prior;
+
+/* A transformers CLIPTextModelWithProjection folder (the prior's text_encoder/). */
+kd_status kd_clip_text_load(kd_ctx *ctx, const char *path, kd_clip_text **out);
+void kd_clip_text_free(kd_clip_text *m);
+int kd_clip_text_hidden_size(const kd_clip_text *m);
+int kd_clip_text_embed_dim(const kd_clip_text *m);
+int kd_clip_text_max_len(const kd_clip_text *m);
+/* ids[batch, seq_len] → text_embeds[batch, embed_dim] (projected EOS state) and, if not NULL,
+ * last_hidden_state[batch, seq_len, hidden_size] (after the final LayerNorm). Causal attention,
+ * no padding mask (the Kandinsky prior pipelines pass none). */
+kd_status kd_clip_text_forward(kd_ctx *ctx, kd_clip_text *m, const int32_t *ids, int batch, int seq_len,
+                               float *text_embeds, float *last_hidden);
+
+/* A transformers CLIPVisionModelWithProjection folder (the prior's image_encoder/). */
+kd_status kd_clip_vision_load(kd_ctx *ctx, const char *path, kd_clip_vision **out);
+void kd_clip_vision_free(kd_clip_vision *m);
+int kd_clip_vision_image_size(const kd_clip_vision *m);
+int kd_clip_vision_embed_dim(const kd_clip_vision *m);
+/* pixels[batch, 3, S, S] (already normalised, S = kd_clip_vision_image_size) → image_embeds. */
+kd_status kd_clip_vision_forward(kd_ctx *ctx, kd_clip_vision *m, const float *pixels, int batch,
+                                 float *image_embeds);
+
+/* A diffusers PriorTransformer folder (prior/). */
+kd_status kd_prior_load(kd_ctx *ctx, const char *path, kd_prior **out);
+void kd_prior_free(kd_prior *p);
+int kd_prior_embed_dim(const kd_prior *p);  /* E: 768 (2.1) or 1280 (2.2) */
+int kd_prior_text_len(const kd_prior *p);   /* 77 */
+/* Predicted (normalised) image embedding x0[batch, E] for noisy x_t[batch, E] at timesteps[batch],
+ * conditioned on proj_embedding = CLIP text_embeds [batch, E], encoder_hidden_states = CLIP
+ * last_hidden_state [batch, 77, E] and attention_mask [batch, 77] (1 = real token; NULL = no mask
+ * at all, as diffusers does without one). */
+kd_status kd_prior_forward(kd_ctx *ctx, kd_prior *p, const float *x_t, const float *timesteps,
+                           const float *proj_embedding, const float *encoder_hidden_states,
+                           const int32_t *attention_mask, int batch, float *out);
+/* x = x · clip_std + clip_mean, in place (the final step of the prior pipeline). */
+void kd_prior_post_process(const kd_prior *p, float *x, int batch);
+
 #ifdef __cplusplus
 }
 #endif
