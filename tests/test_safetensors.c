@@ -621,8 +621,8 @@ static void test_inspect(void) {
 
     /* a pipeline folder: model_index.json names unet/ (sharded weights), scheduler/ (config only)
      * and movq/ (absent); "../x" keys are not followed */
-    const char *pipe = kt_tmp_dir("inspect-pipeline");
-    char unet[4400], sched[4400];
+    char pipe[4300], unet[4400], sched[4400]; /* kt_tmp_dir's buffer is reused by the next call */
+    snprintf(pipe, sizeof pipe, "%s", kt_tmp_dir("inspect-pipeline"));
     snprintf(unet, sizeof unet, "%s/unet", pipe);
     snprintf(sched, sizeof sched, "%s/scheduler", pipe);
     mkdir(unet, 0755);
@@ -643,6 +643,18 @@ static void test_inspect(void) {
     TEST_CHECK(buf && strstr(buf, "\"_class_name\": \"KandinskyV22Pipeline\"") && strstr(buf, "inspect-pipeline/unet ==") &&
                    strstr(buf, "conv_in.weight") && strstr(buf, "\"num_train_timesteps\": 1000") && !strstr(buf, "movq =="),
                "pipeline output:\n%s", buf ? buf : "");
+    free(buf);
+
+    /* a folder of loose safetensors files (fixtures): each one is listed */
+    const char *loose = kt_tmp_dir("inspect-loose");
+    const char *nl[1] = {"case.out"};
+    write_st(tmp_path(loose, "one_cases.safetensors"), 1, nl, &tv);
+    write_st(tmp_path(loose, "two_cases.safetensors"), 1, nl, &tv);
+    f = open_memstream(&buf, &size);
+    s = kd_inspect(ctx, loose, f);
+    fclose(f);
+    TEST_CHECK(s == KD_OK && buf && strstr(buf, "one_cases.safetensors\n") && strstr(buf, "two_cases.safetensors\n"),
+               "loose files inspected (%s):\n%s", kd_ctx_last_error(ctx), buf ? buf : "");
     free(buf);
 
     /* a malformed shard is reported, and the walk goes on */

@@ -145,16 +145,24 @@ static kd_status inspect_config(const char *path, FILE *out, kd_err *e) {
 
 static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* For folders with neither config nor weights (tokenizer/): what is in them. */
-static void list_files(const char *dir, FILE *out) {
+/* Sorted full paths of the visible entries of a folder (at most max); returns the count. */
+static size_t list_dir(const char *dir, char **names, size_t max) {
     DIR *d = opendir(dir);
-    if (!d) return;
-    char *names[256];
+    if (!d) return 0;
     size_t n = 0;
-    for (struct dirent *de; (de = readdir(d)) && n < 256;)
+    for (struct dirent *de; n < max && (de = readdir(d));)
         if (de->d_name[0] != '.' && (names[n] = join_path(dir, de->d_name))) n++;
     closedir(d);
     qsort(names, n, sizeof *names, cmp_cstr);
+    return n;
+}
+
+#define MAX_LISTED 1024
+
+/* For folders with neither config nor weights (tokenizer/): what is in them. */
+static void list_files(const char *dir, FILE *out) {
+    char **names = malloc(MAX_LISTED * sizeof *names);
+    size_t n = names ? list_dir(dir, names, MAX_LISTED) : 0;
     for (size_t i = 0; i < n; i++) {
         struct stat st;
         char hb[32];
@@ -162,6 +170,26 @@ static void list_files(const char *dir, FILE *out) {
             fprintf(out, "  file %s (%s)\n", names[i], human_bytes((uint64_t)st.st_size, hb, sizeof hb));
         free(names[i]);
     }
+    free(names);
+}
+
+/* A folder without diffusers' weight names (a folder of fixtures, say): every safetensors file
+ * and index in it. Returns how many were found. */
+static int inspect_loose_weights(const char *dir, FILE *out, kd_err *first) {
+    char **names = malloc(MAX_LISTED * sizeof *names);
+    size_t n = names ? list_dir(dir, names, MAX_LISTED) : 0;
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (path_kind(names[i]) == 1 &&
+            (ends_with(names[i], ".safetensors") || ends_with(names[i], ".safetensors.index.json"))) {
+            kd_err e = {0};
+            found++;
+            if (inspect_weights(names[i], out, &e) != KD_OK) note_error(first, &e, out);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return found;
 }
 
 /* Configs and weights of one folder. Returns 0 if it held neither. */
@@ -185,6 +213,8 @@ static int inspect_component(const char *dir, FILE *out, kd_err *first) {
     } else if (s != KD_ERR_NOT_FOUND) {
         found = 1;
         note_error(first, &e, out);
+    } else if (inspect_loose_weights(dir, out, first)) {
+        found = 1;
     } else if (found) {
         fprintf(out, "weights: none\n");
     }
