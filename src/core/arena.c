@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct kd_arena_block {
     kd_arena_block *prev;
@@ -117,6 +118,18 @@ void kd_arena_release(kd_arena *a, kd_arena_mark m) {
     /* Back to empty: fold any growth into one block now, so the next user of a scratch arena
      * that is never reset explicitly finds room without calling malloc. */
     if (a->used_total == 0) kd_arena_reset(a);
+}
+
+void *kd_arena_compact(kd_arena *a, kd_arena_mark m, void *src, size_t bytes) {
+    kd_arena_block *b = a->head;
+    if (!b || b != m.block) return src;
+    unsigned char *dst = b->base + m.offset;
+    if ((unsigned char *)src < dst || (unsigned char *)src + bytes > b->base + b->off) return src;
+    size_t need = (bytes + KD_ARENA_ALIGN - 1) & ~(size_t)(KD_ARENA_ALIGN - 1);
+    memmove(dst, src, bytes);
+    b->off = m.offset + need;
+    a->used_total = m.used_total + need;
+    return dst;
 }
 
 void kd_arena_reset(kd_arena *a) {

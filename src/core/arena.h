@@ -39,6 +39,12 @@ typedef struct kd_arena_mark {
 kd_arena_mark kd_arena_get_mark(const kd_arena *a);
 void kd_arena_release(kd_arena *a, kd_arena_mark m);
 
+/* Moves `bytes` at src (the newest live allocation) down to the mark's position and frees
+ * everything above it: a chain of layers can then keep only its current activation instead of
+ * every intermediate. Returns the new address, or src unchanged when the mark lies in an earlier
+ * block (first pass of a growing arena; later passes run in one block and always compact). */
+void *kd_arena_compact(kd_arena *a, kd_arena_mark m, void *src, size_t bytes);
+
 /* Blocks allocated by all arenas of the process so far: tests use it to check that a second
  * forward pass of the same shape allocates nothing. */
 size_t kd_arena_block_allocs(void);

@@ -180,19 +180,34 @@ static kd_status attn_forward(kd_backend *be, kd_arena *a, const movq_attn *at, 
     return KD_OK;
 }
 
-static kd_status mid_forward(kd_backend *be, kd_arena *a, const movq_mid *mid, fmap x, const movq_cond *c,
-                             fmap *out, kd_err *e) {
+/* Keeps only the newest activation of the chain: moves it down to `base` (see kd_arena_compact).
+ * Peak memory is then one layer's working set instead of the sum of all activations. */
+static void keep_only(kd_arena *a, kd_arena_mark base, fmap *x) {
+    x->d = kd_arena_compact(a, base, x->d, (size_t)(x->B * x->C * x->H * x->W) * sizeof(float));
+}
+
+static kd_status mid_forward(kd_backend *be, kd_arena *a, kd_arena_mark base, const movq_mid *mid, fmap x,
+                             const movq_cond *c, fmap *out, kd_err *e) {
     KD_TRY(resnet_forward(be, a, &mid->res[0], x, c, &x, e));
-    if (mid->has_attn) KD_TRY(attn_forward(be, a, &mid->attn, x, c, &x, e));
+    keep_only(a, base, &x);
+    if (mid->has_attn) {
+        KD_TRY(attn_forward(be, a, &mid->attn, x, c, &x, e));
+        keep_only(a, base, &x);
+    }
     KD_TRY(resnet_forward(be, a, &mid->res[1], x, c, out, e));
+    keep_only(a, base, out);
     return KD_OK;
 }
 
-static kd_status block_layers(kd_backend *be, kd_arena *a, const movq_block *b, fmap x, const movq_cond *c,
-                              fmap *out, kd_err *e) {
+static kd_status block_layers(kd_backend *be, kd_arena *a, kd_arena_mark base, const movq_block *b, fmap x,
+                              const movq_cond *c, fmap *out, kd_err *e) {
     for (int i = 0; i < b->n_layers; i++) {
         KD_TRY(resnet_forward(be, a, &b->resnets[i], x, c, &x, e));
-        if (b->attn) KD_TRY(attn_forward(be, a, &b->attn[i], x, c, &x, e));
+        keep_only(a, base, &x);
+        if (b->attn) {
+            KD_TRY(attn_forward(be, a, &b->attn[i], x, c, &x, e));
+            keep_only(a, base, &x);
+        }
     }
     *out = x;
     return KD_OK;
@@ -211,13 +226,17 @@ static kd_status conv_map(kd_backend *be, kd_arena *a, const kd_conv2d_layer *l,
 
 static kd_status encode_impl(kd_backend *be, kd_movq *m, fmap x, float *latents, kd_err *e) {
     kd_arena *a = &m->arena;
+    kd_arena_mark base = kd_arena_get_mark(a); /* x itself is the caller's buffer */
     KD_TRY(conv_map(be, a, &m->enc_conv_in, x, &x, e));
     for (int i = 0; i < m->n_levels; i++) {
         const movq_block *b = &m->down[i];
-        KD_TRY(block_layers(be, a, b, x, NULL, &x, e));
-        if (b->has_sampler) KD_TRY(conv_map(be, a, &b->sampler, x, &x, e)); /* pads (0,1,0,1), stride 2 */
+        KD_TRY(block_layers(be, a, base, b, x, NULL, &x, e));
+        if (b->has_sampler) { /* pads (0,1,0,1), stride 2 */
+            KD_TRY(conv_map(be, a, &b->sampler, x, &x, e));
+            keep_only(a, base, &x);
+        }
     }
-    KD_TRY(mid_forward(be, a, &m->enc_mid, x, NULL, &x, e));
+    KD_TRY(mid_forward(be, a, base, &m->enc_mid, x, NULL, &x, e));
     KD_TRY(norm_forward(be, a, &m->enc_norm_out, x.d, x, NULL, 1, e));
     KD_TRY(conv_map(be, a, &m->enc_conv_out, x, &x, e));
     return kd_conv2d_layer_forward(be, &m->quant_conv, latents, x.d, x.B, x.H, x.W, e);
@@ -228,17 +247,21 @@ static kd_status decode_impl(kd_backend *be, kd_movq *m, fmap z, float *image, k
     movq_cond c = {z.d, z.C, z.H, z.W};
     fmap x;
     KD_TRY(conv_map(be, a, &m->post_quant_conv, z, &x, e));
+    kd_arena_mark base = kd_arena_get_mark(a);
     KD_TRY(conv_map(be, a, &m->dec_conv_in, x, &x, e));
-    KD_TRY(mid_forward(be, a, &m->dec_mid, x, &c, &x, e));
+    keep_only(a, base, &x);
+    KD_TRY(mid_forward(be, a, base, &m->dec_mid, x, &c, &x, e));
     for (int i = 0; i < m->n_levels; i++) {
         const movq_block *b = &m->up[i];
-        KD_TRY(block_layers(be, a, b, x, &c, &x, e));
+        KD_TRY(block_layers(be, a, base, b, x, &c, &x, e));
         if (b->has_sampler) {
             float *u = alloc_map(a, x.B, x.C, 2 * x.H, 2 * x.W, e);
             if (!u) return KD_ERR_OOM;
             kd_upsample_nearest2x(be, u, x.d, x.B * x.C, x.H, x.W);
             x = (fmap){u, x.B, x.C, 2 * x.H, 2 * x.W};
+            keep_only(a, base, &x);
             KD_TRY(conv_map(be, a, &b->sampler, x, &x, e));
+            keep_only(a, base, &x);
         }
     }
     float *t = alloc_map(a, x.B, x.C, x.H, x.W, e);
