@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 CONFIGS = {
     "kandinsky_small": dict(
         in_channels=3, out_channels=3, latent_channels=4, vq_embed_dim=4, num_vq_embeddings=64,
-        block_out_channels=[32, 64, 64, 96], layers_per_block=2, norm_num_groups=32,
+        block_out_channels=[32, 32, 64, 64], layers_per_block=2, norm_num_groups=32,
         down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
         up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
         norm_type="spatial", act_fn="silu", mid_block_add_attention=True, sample_size=32,

@@ -23,11 +23,11 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
 BASE = dict(
-    act_fn="silu", attention_head_dim=16, block_out_channels=[32, 64, 64], center_input_sample=False,
-    cross_attention_dim=32, down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D",
+    act_fn="silu", attention_head_dim=8, block_out_channels=[16, 32, 32], center_input_sample=False,
+    cross_attention_dim=16, down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D",
                                                "SimpleCrossAttnDownBlock2D"],
     downsample_padding=1, flip_sin_to_cos=True, freq_shift=0, in_channels=4, layers_per_block=1,
-    mid_block_scale_factor=1, mid_block_type="UNetMidBlock2DSimpleCrossAttn", norm_eps=1e-5, norm_num_groups=16,
+    mid_block_scale_factor=1, mid_block_type="UNetMidBlock2DSimpleCrossAttn", norm_eps=1e-5, norm_num_groups=8,
     only_cross_attention=False, out_channels=8, resnet_out_scale_factor=1.0, resnet_skip_time_act=False,
     resnet_time_scale_shift="scale_shift", sample_size=16, time_embedding_type="positional",
     up_block_types=["SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
