@@ -1,45 +1,403 @@
-/* kandinsky — command-line front end. Includes only the public header. */
+/* kandinsky — command-line front end. Includes only the public header.
+ *
+ *   kandinsky generate -p "a red cat" [options]     text to image (Kandinsky 2.2)
+ *   kandinsky autoencode --model DIR IN OUT.png      MoVQ encode + decode round trip
+ *   kandinsky decode --model DIR LATENTS OUT.png     MoVQ decode of saved latents
+ *   kandinsky inspect PATH                           tensors and config of a checkpoint */
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kandinsky.h"
+
+#define EXIT_USAGE 2
+#define EXIT_FAIL 1
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ---- argument parsing helpers ---- */
+
+static int parse_int(const char *opt, const char *s, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) {
+        fprintf(stderr, "kandinsky: %s expects an integer in %ld..%ld, got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || end == s || !(v == v) || v > 1e4f || v < -1e4f) {
+        fprintf(stderr, "kandinsky: %s expects a number, got '%s'\n", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_u64(const char *opt, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (*s == '-') { /* torch accepts negative seeds: two's complement */
+        long long v = strtoll(s, &end, 10);
+        if (errno || *end) goto bad;
+        *out = (uint64_t)v;
+        return 0;
+    }
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || end == s) goto bad;
+    *out = v;
+    return 0;
+bad:
+    fprintf(stderr, "kandinsky: %s expects an integer seed, got '%s'\n", opt, s);
+    return -1;
+}
+
+static kd_ctx *make_ctx(int threads) {
+    kd_ctx_params p = kd_ctx_params_default();
+    p.n_threads = threads;
+    kd_ctx *ctx = NULL;
+    kd_status s = kd_ctx_create(&p, &ctx);
+    if (s != KD_OK) fprintf(stderr, "kandinsky: cannot create a context: %s\n", kd_status_str(s));
+    return ctx;
+}
+
+static int fail(kd_ctx *ctx, const char *what) {
+    fprintf(stderr, "kandinsky: %s: %s\n", what, kd_ctx_last_error(ctx));
+    return EXIT_FAIL;
+}
+
+/* ---- progress bar ---- */
+
+typedef struct progress {
+    int quiet;
+    const char *stage;
+    double t0, stage_t0;
+    double stage_time[4];
+    const char *stage_name[4];
+    int n_stages;
+} progress;
+
+static void on_progress(void *user, const char *stage, int step, int total) {
+    progress *p = user;
+    double t = now_s();
+    if (!p->stage || strcmp(p->stage, stage)) {
+        if (p->stage && p->n_stages < 4) p->n_stages++;
+        p->stage = stage;
+        p->stage_t0 = p->t0;
+        if (p->n_stages < 4) p->stage_name[p->n_stages] = stage;
+    }
+    double el = t - p->stage_t0;
+    if (p->n_stages < 4) p->stage_time[p->n_stages] = el;
+    if (p->quiet) return;
+    int width = 30, fill = total ? step * width / total : width;
+    double rate = el > 0 ? step / el : 0, eta = rate > 0 ? (total - step) / rate : 0;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    if (rate >= 1)
+        fprintf(stderr, "\r%-8s [%s] %4d/%-4d %6.2f it/s  ETA %5.0fs ", stage, bar, step, total, rate, eta);
+    else
+        fprintf(stderr, "\r%-8s [%s] %4d/%-4d %6.2f s/it  ETA %5.0fs ", stage, bar, step, total, rate > 0 ? 1 / rate : 0,
+                eta);
+    if (step == total) fputc('\n', stderr);
+    fflush(stderr);
+    if (step == total) p->t0 = t; /* the next stage starts now */
+}
+
+/* ---- generate ---- */
+
+static void usage_generate(FILE *f) {
+    fprintf(f,
+            "usage: kandinsky generate -p PROMPT [options]\n"
+            "\n"
+            "Kandinsky 2.2 text to image: prior (CLIP + PriorTransformer) then decoder (U-Net + MoVQ).\n"
+            "The same seed gives the image diffusers' KandinskyV22CombinedPipeline gives.\n"
+            "\n"
+            "  -p, --prompt TEXT            what to draw (required)\n"
+            "      --negative-prompt TEXT   what to avoid (prior negative prompt)\n"
+            "      --prior DIR              kandinsky-2-2-prior folder   (default: $KD_PRIOR)\n"
+            "      --decoder DIR            kandinsky-2-2-decoder folder (default: $KD_DECODER)\n"
+            "  -W, --width N                image width  (512; rounded up to a multiple of 64)\n"
+            "  -H, --height N               image height (512)\n"
+            "      --steps N                decoder steps (100)\n"
+            "      --prior-steps N          prior steps (25)\n"
+            "  -g, --guidance F             decoder guidance scale (4; <= 1 turns guidance off)\n"
+            "      --prior-guidance F       prior guidance scale (4)\n"
+            "  -s, --seed N                 seed (random if not given; printed)\n"
+            "  -n, --num-images N           images per prompt (1)\n"
+            "  -o, --output FILE            output PNG/JPEG (output.png; -1, -2 ... added for N > 1)\n"
+            "  -t, --threads N              CPU threads (default: KD_THREADS or all cores)\n"
+            "      --low-memory             load each stage only while it runs\n"
+            "  -q, --quiet                  no progress bar\n");
+}
+
+typedef struct gen_opts {
+    kd_gen_params g;
+    const char *prior, *decoder, *output;
+    int threads, low_memory, quiet, seed_given;
+} gen_opts;
+
+static int parse_generate(int argc, char **argv, gen_opts *o) {
+    o->g = kd_gen_params_default();
+    o->g.prompt = NULL;
+    o->prior = getenv("KD_PRIOR");
+    o->decoder = getenv("KD_DECODER");
+    o->output = "output.png";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int has_val = i + 1 < argc;
+        const char *v = has_val ? argv[i + 1] : NULL;
+#define OPT(s, l) (!strcmp(a, s) || !strcmp(a, l))
+#define NEED_VAL()                                                            \
+    do {                                                                      \
+        if (!has_val) {                                                       \
+            fprintf(stderr, "kandinsky: %s needs a value\n", a);             \
+            return -1;                                                        \
+        }                                                                     \
+        i++;                                                                  \
+    } while (0)
+        if (OPT("-h", "--help")) {
+            usage_generate(stdout);
+            exit(0);
+        } else if (OPT("-p", "--prompt")) {
+            NEED_VAL();
+            o->g.prompt = v;
+        } else if (!strcmp(a, "--negative-prompt")) {
+            NEED_VAL();
+            o->g.negative_prompt = v;
+        } else if (!strcmp(a, "--prior")) {
+            NEED_VAL();
+            o->prior = v;
+        } else if (!strcmp(a, "--decoder")) {
+            NEED_VAL();
+            o->decoder = v;
+        } else if (OPT("-W", "--width")) {
+            NEED_VAL();
+            if (parse_int(a, v, 1, 8192, &o->g.width)) return -1;
+        } else if (OPT("-H", "--height")) {
+            NEED_VAL();
+            if (parse_int(a, v, 1, 8192, &o->g.height)) return -1;
+        } else if (!strcmp(a, "--steps")) {
+            NEED_VAL();
+            if (parse_int(a, v, 1, 1000, &o->g.steps)) return -1;
+        } else if (!strcmp(a, "--prior-steps")) {
+            NEED_VAL();
+            if (parse_int(a, v, 2, 1000, &o->g.prior_steps)) return -1;
+        } else if (OPT("-g", "--guidance")) {
+            NEED_VAL();
+            if (parse_float(a, v, &o->g.guidance_scale)) return -1;
+        } else if (!strcmp(a, "--prior-guidance")) {
+            NEED_VAL();
+            if (parse_float(a, v, &o->g.prior_guidance_scale)) return -1;
+        } else if (OPT("-s", "--seed")) {
+            NEED_VAL();
+            if (parse_u64(a, v, &o->g.seed)) return -1;
+            o->seed_given = 1;
+        } else if (OPT("-n", "--num-images")) {
+            NEED_VAL();
+            if (parse_int(a, v, 1, 64, &o->g.num_images)) return -1;
+        } else if (OPT("-o", "--output")) {
+            NEED_VAL();
+            o->output = v;
+        } else if (OPT("-t", "--threads")) {
+            NEED_VAL();
+            if (parse_int(a, v, 1, 1024, &o->threads)) return -1;
+        } else if (!strcmp(a, "--low-memory")) {
+            o->low_memory = 1;
+        } else if (OPT("-q", "--quiet")) {
+            o->quiet = 1;
+        } else {
+            fprintf(stderr, "kandinsky: unknown option '%s' (see kandinsky generate --help)\n", a);
+            return -1;
+        }
+#undef OPT
+#undef NEED_VAL
+    }
+    if (!o->g.prompt) {
+        fprintf(stderr, "kandinsky: generate needs a prompt (-p \"...\")\n");
+        return -1;
+    }
+    if (!o->prior || !o->decoder) {
+        fprintf(stderr, "kandinsky: give the model folders with --prior DIR and --decoder DIR (or KD_PRIOR / KD_DECODER)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t random_seed(void) {
+    uint64_t s = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        if (fread(&s, sizeof s, 1, f) != 1) s ^= 0x9e3779b97f4a7c15ull;
+        fclose(f);
+    }
+    return s % 4294967296ull; /* a seed a user can type back; torch only uses the low 32 bits */
+}
+
+static void output_name(const char *base, int index, int count, char *buf, size_t cap) {
+    if (count == 1) {
+        snprintf(buf, cap, "%s", base);
+        return;
+    }
+    const char *dot = strrchr(base, '.'), *slash = strrchr(base, '/');
+    if (!dot || (slash && dot < slash)) dot = base + strlen(base);
+    snprintf(buf, cap, "%.*s-%d%s", (int)(dot - base), base, index + 1, dot);
+}
+
+static int cmd_generate(int argc, char **argv) {
+    gen_opts o = {0};
+    if (parse_generate(argc, argv, &o)) return EXIT_USAGE;
+    if (!o.seed_given) o.g.seed = random_seed();
+    kd_ctx *ctx = make_ctx(o.threads);
+    if (!ctx) return EXIT_FAIL;
+    progress pr = {.quiet = o.quiet, .t0 = now_s()};
+    o.g.progress = on_progress;
+    o.g.progress_user = &pr;
+    fprintf(stderr, "seed %" PRIu64 ", %d threads\n", o.g.seed, kd_ctx_threads(ctx));
+
+    double t0 = now_s();
+    kd_pipeline *p = NULL;
+    if (kd_pipeline_load(ctx, o.prior, o.decoder, o.low_memory, &p) != KD_OK) {
+        int r = fail(ctx, "loading the models");
+        kd_ctx_free(ctx);
+        return r;
+    }
+    double t_load = now_s() - t0;
+    pr.t0 = now_s();
+    kd_image imgs[64];
+    if (kd_generate(ctx, p, &o.g, imgs) != KD_OK) {
+        int r = fail(ctx, "generation failed");
+        kd_pipeline_free(p);
+        kd_ctx_free(ctx);
+        return r;
+    }
+    char params[2048], seed[32], name[4096];
+    snprintf(seed, sizeof seed, "%" PRIu64, o.g.seed);
+    snprintf(params, sizeof params,
+             "prompt: %s\nnegative prompt: %s\nsize: %dx%d\nsteps: %d\nprior steps: %d\nguidance: %g\n"
+             "prior guidance: %g\nseed: %s\nprior: %s\ndecoder: %s\nengine: kandinsky.c %s",
+             o.g.prompt, o.g.negative_prompt ? o.g.negative_prompt : "(none)", o.g.width, o.g.height, o.g.steps,
+             o.g.prior_steps, (double)o.g.guidance_scale, (double)o.g.prior_guidance_scale, seed, o.prior, o.decoder,
+             kd_version());
+    const char *text[] = {"parameters", params, "Software", "kandinsky.c", NULL};
+    int rc = 0;
+    for (int i = 0; i < o.g.num_images; i++) {
+        output_name(o.output, i, o.g.num_images, name, sizeof name);
+        if (kd_image_write(ctx, name, &imgs[i], text) != KD_OK) rc = fail(ctx, "writing the image");
+        else printf("%s\n", name);
+        kd_image_free(&imgs[i]);
+    }
+    fprintf(stderr, "timings: load %.2fs", t_load);
+    for (int i = 0; i <= pr.n_stages && i < 4; i++)
+        if (pr.stage_name[i]) fprintf(stderr, ", %s %.2fs", pr.stage_name[i], pr.stage_time[i]);
+    fprintf(stderr, "\n");
+    kd_pipeline_free(p);
+    kd_ctx_free(ctx);
+    return rc;
+}
+
+/* ---- MoVQ round trips ---- */
+
+static int cmd_autoencode(int argc, char **argv) {
+    const char *model = NULL, *in = NULL, *out = NULL, *lat_out = NULL;
+    int threads = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--latents-out") && i + 1 < argc) lat_out = argv[++i];
+        else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
+            if (parse_int(argv[i], argv[i + 1], 1, 1024, &threads)) return EXIT_USAGE;
+            i++;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "kandinsky: unknown option '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        } else if (!in) in = argv[i];
+        else if (!out) out = argv[i];
+        else return fprintf(stderr, "kandinsky: too many arguments\n"), EXIT_USAGE;
+    }
+    if (!model || !in || !out) {
+        fprintf(stderr, "usage: kandinsky autoencode --model MOVQ_DIR IN.(png|jpg) OUT.png [--latents-out F.safetensors]\n");
+        return EXIT_USAGE;
+    }
+    kd_ctx *ctx = make_ctx(threads);
+    if (!ctx) return EXIT_FAIL;
+    int rc = kd_movq_autoencode_file(ctx, model, in, out, lat_out) == KD_OK ? 0 : fail(ctx, "autoencode");
+    kd_ctx_free(ctx);
+    return rc;
+}
+
+static int cmd_decode(int argc, char **argv) {
+    const char *model = NULL, *in = NULL, *out = NULL;
+    int threads = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
+            if (parse_int(argv[i], argv[i + 1], 1, 1024, &threads)) return EXIT_USAGE;
+            i++;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "kandinsky: unknown option '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        } else if (!in) in = argv[i];
+        else if (!out) out = argv[i];
+        else return fprintf(stderr, "kandinsky: too many arguments\n"), EXIT_USAGE;
+    }
+    if (!model || !in || !out) {
+        fprintf(stderr, "usage: kandinsky decode --model MOVQ_DIR LATENTS.safetensors OUT.png\n");
+        return EXIT_USAGE;
+    }
+    kd_ctx *ctx = make_ctx(threads);
+    if (!ctx) return EXIT_FAIL;
+    int rc = kd_movq_decode_file(ctx, model, in, out) == KD_OK ? 0 : fail(ctx, "decode");
+    kd_ctx_free(ctx);
+    return rc;
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    if (argc != 1) {
+        fprintf(stderr, "usage: kandinsky inspect MODEL_DIR_OR_FILE\n");
+        return EXIT_USAGE;
+    }
+    kd_ctx *ctx = make_ctx(1);
+    if (!ctx) return EXIT_FAIL;
+    int rc = kd_inspect(ctx, argv[0], stdout) == KD_OK ? 0 : fail(ctx, "inspect");
+    kd_ctx_free(ctx);
+    return rc;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: kandinsky <command> [options]\n"
             "\n"
             "commands:\n"
-            "  inspect PATH     list the tensors (name, dtype, shape) of a .safetensors file, a sharded\n"
-            "                   *.safetensors.index.json, or a model folder, and print its config.json\n"
-            "  --version        print the version\n"
-            "  --help           this text\n"
+            "  generate -p PROMPT ...   Kandinsky 2.2 text to image (see kandinsky generate --help)\n"
+            "  autoencode --model DIR IN OUT.png [--latents-out F.safetensors]\n"
+            "                           MoVQ encode + decode round trip of an image\n"
+            "  decode --model DIR LATENTS.safetensors OUT.png\n"
+            "                           MoVQ decode of latents ([1, C, h, w] tensor 'latents')\n"
+            "  inspect PATH             tensors (name, dtype, shape) of a .safetensors file, a sharded\n"
+            "                           *.safetensors.index.json, or a model folder, and its config.json\n"
+            "  --version                print the version\n"
             "\n"
             "environment: KD_THREADS=N sets the number of CPU threads (default: all cores)\n");
-}
-
-static int cmd_inspect(int argc, char **argv) {
-    if (argc != 1) {
-        fprintf(stderr, "usage: kandinsky inspect MODEL_DIR_OR_FILE\n");
-        return 2;
-    }
-    kd_ctx_params p = kd_ctx_params_default();
-    p.n_threads = 1;
-    kd_ctx *ctx;
-    kd_status s = kd_ctx_create(&p, &ctx);
-    if (s != KD_OK) {
-        fprintf(stderr, "kandinsky: cannot create context: %s\n", kd_status_str(s));
-        return 1;
-    }
-    s = kd_inspect(ctx, argv[0], stdout);
-    if (s != KD_OK) fprintf(stderr, "kandinsky: %s\n", kd_ctx_last_error(ctx));
-    kd_ctx_free(ctx);
-    return s == KD_OK ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return EXIT_USAGE;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
@@ -50,8 +408,11 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 2, argv + 2);
+    if (!strcmp(cmd, "autoencode")) return cmd_autoencode(argc - 2, argv + 2);
+    if (!strcmp(cmd, "decode")) return cmd_decode(argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     fprintf(stderr, "kandinsky: unknown command '%s'\n\n", cmd);
     usage(stderr);
-    return 2;
+    return EXIT_USAGE;
 }

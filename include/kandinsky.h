@@ -62,6 +62,26 @@ const char *kd_ctx_last_error(const kd_ctx *ctx);
 /* Number of threads the context's CPU kernels use. */
 int kd_ctx_threads(const kd_ctx *ctx);
 
+/* ---- Images ----------------------------------------------------------------------------------
+ * 8-bit images in memory: height × width × channels bytes, row-major, channels interleaved
+ * (1 = gray, 3 = RGB, 4 = RGBA). Images returned by the library are owned by the caller and
+ * released with kd_image_free. */
+typedef struct kd_image {
+    int width, height;
+    int channels;
+    uint8_t *data;
+} kd_image;
+
+void kd_image_free(kd_image *img);
+
+/* Reads a PNG or JPEG (format from the content, not the name) as 8-bit RGB, the way diffusers'
+ * load_image + convert("RGB") sees it (alpha dropped, gray replicated). Size and decompression
+ * limits apply (8192 px per side, 64 Mpx). */
+kd_status kd_image_read(kd_ctx *ctx, const char *path, kd_image *out);
+/* Writes a PNG (".png") or JPEG (".jpg"/".jpeg", quality 95) by the file name's extension. For PNG,
+ * text = NULL or a NULL-terminated list of key, value, key, value, ... stored as tEXt chunks. */
+kd_status kd_image_write(kd_ctx *ctx, const char *path, const kd_image *img, const char *const *text);
+
 /* ---- Inspection ------------------------------------------------------------------------------
  * Prints a description of a model file or folder to `out`: for a .safetensors file (or a sharded
  * *.safetensors.index.json) every tensor's name, dtype, shape and byte size; for a folder, its
@@ -91,6 +111,13 @@ kd_status kd_movq_encode(kd_ctx *ctx, kd_movq *m, const float *image, int batch,
  * decode(force_not_quantize=True) as the pipelines call it. */
 kd_status kd_movq_decode(kd_ctx *ctx, kd_movq *m, const float *latents, int batch, int lat_h, int lat_w,
                          float *image);
+
+/* File round trips for the CLI: image → resize to multiples of the factor (bicubic, as the
+ * img2img pipelines) → encode → [save latents as safetensors tensor "latents"] → decode → image. */
+kd_status kd_movq_autoencode_file(kd_ctx *ctx, const char *model_dir, const char *image_in, const char *image_out,
+                                  const char *latents_out);
+/* latents file (tensor "latents", or the file's only tensor; [1, C, h, w], F32/F16/BF16) → image. */
+kd_status kd_movq_decode_file(kd_ctx *ctx, const char *model_dir, const char *latents, const char *image_out);
 
 /* ---- Decoder U-Net (diffusers UNet2DConditionModel, Kandinsky variants) ----------------------
  * Loads a `unet/` folder of any configuration the Kandinsky checkpoints use: 2.1 ("text_image" +
@@ -162,6 +189,47 @@ kd_status kd_prior_forward(kd_ctx *ctx, kd_prior *p, const float *x_t, const flo
                            const int32_t *attention_mask, int batch, float *out);
 /* x = x · clip_std + clip_mean, in place (the final step of the prior pipeline). */
 void kd_prior_post_process(const kd_prior *p, float *x, int batch);
+
+/* ---- Kandinsky 2.2 text-to-image ------------------------------------------------------------
+ * A pipeline = a prior folder (kandinsky-2-2-prior layout: tokenizer/, text_encoder/,
+ * image_encoder/, prior/, scheduler/) + a decoder folder (kandinsky-2-2-decoder layout: unet/,
+ * movq/, scheduler/). kd_generate gives, for the same seed, the image diffusers'
+ * KandinskyV22CombinedPipeline gives with torch.Generator("cpu").manual_seed(seed). */
+typedef struct kd_pipeline kd_pipeline;
+
+/* Called after every step of a stage ("prior", "decoder", "decode"). */
+typedef void (*kd_progress_fn)(void *user, const char *stage, int step, int total);
+
+typedef struct kd_gen_params {
+    const char *prompt;
+    const char *negative_prompt;  /* NULL: none (the negative image embedding is the CLIP embedding
+                                     of an all-zero image, as in diffusers); "" is a prompt */
+    int width, height;            /* 512 × 512; rounded up to multiples of 64 as diffusers does */
+    int steps;                    /* decoder steps, 100 */
+    int prior_steps;              /* 25 (>= 2) */
+    float guidance_scale;         /* decoder, 4; guidance is off at <= 1 */
+    float prior_guidance_scale;   /* 4 */
+    uint64_t seed;
+    int num_images;               /* 1 */
+    kd_progress_fn progress;      /* may be NULL */
+    void *progress_user;
+} kd_gen_params;
+
+kd_gen_params kd_gen_params_default(void);
+
+/* low_memory = 0 loads every component now (errors surface here); 1 loads each stage when it
+ * runs and frees it afterwards (peak memory ≈ the largest stage instead of all of them). */
+kd_status kd_pipeline_load(kd_ctx *ctx, const char *prior_dir, const char *decoder_dir, int low_memory,
+                           kd_pipeline **out);
+void kd_pipeline_free(kd_pipeline *p);
+/* Length of the CLIP image embedding the pipeline works with (-1 on error). */
+int kd_pipeline_embed_dim(kd_ctx *ctx, kd_pipeline *p);
+
+/* images[num_images] receive RGB images (free each with kd_image_free). */
+kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *params, kd_image *images);
+/* The prior stage only: image_embeds and negative_image_embeds, [num_images, embed_dim] each. */
+kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *params, float *image_embeds,
+                             float *negative_image_embeds);
 
 #ifdef __cplusplus
 }

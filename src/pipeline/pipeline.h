@@ -1,0 +1,48 @@
+/* Kandinsky 2.2 pipeline internals: the prior stage (CLIP tokenizer + text encoder + image
+ * encoder + PriorTransformer + UnCLIP scheduler) and the decoder stage (U-Net + DDPM scheduler +
+ * MoVQ). Models are loaded on first use and, in low-memory mode, released as soon as their stage
+ * is done. */
+#ifndef KD_PIPELINE_H
+#define KD_PIPELINE_H
+
+#include "core/ctx.h"
+#include "core/rng.h"
+#include "kandinsky.h"
+#include "sched/scheduler.h"
+#include "text/clip_tokenizer.h"
+
+struct kd_pipeline {
+    char *prior_dir, *decoder_dir;
+    int low_memory;
+    /* prior stage */
+    kd_clip_tokenizer *tokenizer;
+    kd_clip_text *text_encoder;
+    kd_clip_vision *image_encoder;
+    kd_prior *prior;
+    kd_sched *prior_sched;
+    /* decoder stage */
+    kd_unet *unet;
+    kd_movq *movq;
+    kd_sched *decoder_sched;
+};
+
+/* Prompt (+ optional negative prompt) → image_embeds[n, E] and negative_image_embeds[n, E],
+ * drawing from rng exactly as KandinskyV22PriorPipeline does. */
+kd_status kd_pipe_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *image_embeds,
+                        float *negative_embeds);
+/* image_embeds / negative_image_embeds [n, E] → n images [3, H, W] in [-1, 1] (movq output),
+ * as KandinskyV22Pipeline does; lat_h / lat_w from kd_pipe_latent_size. */
+kd_status kd_pipe_decode(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, const float *image_embeds,
+                         const float *negative_embeds, int lat_h, int lat_w, float *pixels);
+/* diffusers' downscale_height_and_width: latent side = ceil(side / f²) · f. */
+void kd_pipe_latent_size(const kd_pipeline *p, int height, int width, int *lat_h, int *lat_w);
+
+kd_status kd_pipe_load_prior_stage(kd_ctx *ctx, kd_pipeline *p);
+kd_status kd_pipe_load_decoder_stage(kd_ctx *ctx, kd_pipeline *p);
+void kd_pipe_free_prior_stage(kd_pipeline *p);
+void kd_pipe_free_decoder_stage(kd_pipeline *p);
+
+/* Progress report for one step of a stage. */
+void kd_pipe_progress(const kd_gen_params *g, const char *stage, int step, int total);
+
+#endif
