@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Command-line tests: the README's generate command on the shipped tiny models, and the error
+# paths users hit (bad numbers, missing options, missing or corrupt model folders). Each case
+# checks the exit code and a piece of the message.
+set -u
+BIN=${1:?usage: test_cli.sh path/to/kandinsky}
+DATA=${KD_TEST_DATA:-$(dirname "$0")/data}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0 failed=0
+
+check() { # name, expected exit code, expected substring (stderr+stdout), command...
+  local name=$1 code=$2 want=$3
+  shift 3
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" -eq "$code" ] && [[ "$out" == *"$want"* ]]; then
+    passed=$((passed + 1))
+    echo "  ok $name"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name: exit $rc (want $code), output: ${out:0:400}"
+  fi
+}
+
+P="$DATA/pipeline22/prior"
+D="$DATA/pipeline22/decoder"
+gen=("$BIN" generate --prior "$P" --decoder "$D" -q)
+
+check "version" 0 "kandinsky " "$BIN" --version
+check "help" 0 "generate -p PROMPT" "$BIN" --help
+check "generate --help" 0 "--negative-prompt" "$BIN" generate --help
+check "unknown command" 2 "unknown command" "$BIN" frobnicate
+check "no prompt" 2 "needs a prompt" "${gen[@]}"
+check "bad width" 2 "expects an integer" "${gen[@]}" -p x -W abc
+check "width too large" 2 "1..8192" "${gen[@]}" -p x -W 60000
+check "steps 0" 2 "--steps expects an integer in 1..1000" "${gen[@]}" -p x --steps 0
+check "prior steps 1" 2 "2..1000" "${gen[@]}" -p x --prior-steps 1
+check "bad guidance" 2 "expects a number" "${gen[@]}" -p x -g nan
+check "bad seed" 2 "integer seed" "${gen[@]}" -p x -s 12abc
+check "missing value" 2 "needs a value" "${gen[@]}" -p
+check "unknown option" 2 "unknown option" "${gen[@]}" -p x --frob
+check "no model folders" 2 "--prior DIR" env -u KD_PRIOR -u KD_DECODER "$BIN" generate -p x
+check "missing prior folder" 1 "/nonexistent" "$BIN" generate -p x --prior /nonexistent --decoder "$D" -q
+
+# a decoder folder whose U-Net weights are truncated
+cp -rL "$D" "$TMP/dec"
+head -c 1000 "$D/unet/diffusion_pytorch_model.safetensors" > "$TMP/dec/unet/diffusion_pytorch_model.safetensors"
+check "truncated U-Net" 1 "diffusion_pytorch_model.safetensors" "$BIN" generate -p x --prior "$P" --decoder "$TMP/dec" -q
+echo '{"block_out_channels": "oops"' > "$TMP/dec/unet/config.json"
+check "corrupt config.json" 1 "config.json" "$BIN" generate -p x --prior "$P" --decoder "$TMP/dec" -q
+
+# the README's main command (tiny models), then the same seed again: identical file
+check "generate" 0 "cat.png" "${gen[@]}" -p "a red cat on a chair" -W 64 -H 64 --steps 10 --prior-steps 10 -s 42 -o "$TMP/cat.png"
+check "generate again" 0 "cat2.png" "${gen[@]}" -p "a red cat on a chair" -W 64 -H 64 --steps 10 --prior-steps 10 -s 42 -o "$TMP/cat2.png"
+if cmp -s "$TMP/cat.png" "$TMP/cat2.png"; then passed=$((passed + 1)); echo "  ok same seed, same file"; else failed=$((failed + 1)); echo "FAIL same seed gave different files"; fi
+check "two images" 0 "out-2.png" "${gen[@]}" -p "two" -W 32 -H 32 --steps 3 --prior-steps 3 -n 2 -o "$TMP/out.png"
+check "negative prompt, jpeg" 0 "neg.jpg" "${gen[@]}" -p "a" --negative-prompt "b" -W 32 -H 32 --steps 3 --prior-steps 3 -o "$TMP/neg.jpg"
+check "bad output type" 1 "unknown image type" "${gen[@]}" -p "a" -W 32 -H 32 --steps 2 --prior-steps 2 -o "$TMP/x.bmp"
+
+# MoVQ round trips
+check "autoencode" 0 "" "$BIN" autoencode --model "$D/movq" "$DATA/images/src_97x61.png" "$TMP/ae.png" --latents-out "$TMP/lat.safetensors"
+check "decode latents" 0 "" "$BIN" decode --model "$D/movq" "$TMP/lat.safetensors" "$TMP/dec.png"
+check "autoencode of a non-image" 1 "random.bin" "$BIN" autoencode --model "$D/movq" "$DATA/images/bad/random.bin" "$TMP/x.png"
+check "decode of a non-safetensors file" 1 "header" "$BIN" decode --model "$D/movq" "$DATA/images/src_97x61.png" "$TMP/x.png"
+check "inspect" 0 "conv_in.weight" "$BIN" inspect "$D/unet"
+
+echo "test_cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
