@@ -144,6 +144,8 @@ int kd_unet_out_channels(const kd_unet *u);      /* 8: 4 noise + 4 variance chan
 int kd_unet_size_multiple(const kd_unet *u);
 /* Length of the image embedding the model expects (1280 for 2.2, 768 for 2.1). */
 int kd_unet_image_embed_dim(const kd_unet *u);
+/* 1 for the ControlNet U-Net (addition_embed_type "image_hint"): kd_unet_cond.hint is required. */
+int kd_unet_has_hint(const kd_unet *u);
 
 /* out[batch, out_channels, h, w] = unet(sample[batch, sample_channels, h, w], cond). */
 kd_status kd_unet_forward(kd_ctx *ctx, kd_unet *u, const float *sample, int batch, int h, int w,
@@ -200,6 +202,13 @@ typedef struct kd_pipeline kd_pipeline;
 /* Called after every step of a stage ("prior", "decoder", "decode"). */
 typedef void (*kd_progress_fn)(void *user, const char *stage, int step, int total);
 
+/* One ingredient of an image mix: a prompt (text) or an image, with its weight. */
+typedef struct kd_mix_item {
+    const char *text;      /* or NULL */
+    const kd_image *image; /* or NULL (exactly one of text / image) */
+    float weight;          /* any value, negative and zero included; weights need not sum to 1 */
+} kd_mix_item;
+
 typedef struct kd_gen_params {
     const char *prompt;
     const char *negative_prompt;  /* NULL: none (the negative image embedding is the CLIP embedding
@@ -213,6 +222,25 @@ typedef struct kd_gen_params {
     int num_images;               /* 1 */
     kd_progress_fn progress;      /* may be NULL */
     void *progress_user;
+
+    /* Image to image (KandinskyV22Img2ImgPipeline): start from init_image (resized to width ×
+     * height, floored to multiples of the MoVQ factor) noised to strength; 0 keeps it, 1 ignores it. */
+    const kd_image *init_image;
+    float strength;               /* 0.3, diffusers' default */
+    /* Inpainting (KandinskyV22InpaintPipeline, needs an inpainting decoder): init_image is the
+     * picture, mask_image says where to repaint: white = repaint, black = keep (diffusers >= 0.19);
+     * invert_mask = 1 for the opposite convention. The mask may have any size and channels: it is
+     * resized (Lanczos) to width × height, converted to gray and thresholded at 50 %. */
+    const kd_image *mask_image;
+    int invert_mask;
+    /* ControlNet depth (KandinskyV22ControlnetPipeline, needs the controlnet-depth decoder): the
+     * depth map as an image (gray or RGB, white = near); resized to the output size if needed. */
+    const kd_image *hint_image;
+    /* Image mixing (KandinskyV22PriorPipeline.interpolate): when n_mix > 0 the image embedding is
+     * Σ weight · embedding over the items (prompts run through the prior with negative_prompt as
+     * the prior's negative prompt; images through CLIP), and prompt is ignored. */
+    const kd_mix_item *mix;
+    int n_mix;
 } kd_gen_params;
 
 kd_gen_params kd_gen_params_default(void);

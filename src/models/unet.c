@@ -314,6 +314,7 @@ int kd_unet_sample_channels(const kd_unet *u) {
 }
 int kd_unet_out_channels(const kd_unet *u) { return (int)u->out_channels; }
 int kd_unet_size_multiple(const kd_unet *u) { return 1 << (u->n_levels - 1); }
+int kd_unet_has_hint(const kd_unet *u) { return u->add == ADD_IMAGE_HINT; }
 int kd_unet_image_embed_dim(const kd_unet *u) {
     return (int)(u->add == ADD_TEXT_IMAGE ? u->cross_dim : u->hid_dim);
 }

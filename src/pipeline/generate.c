@@ -21,6 +21,7 @@ kd_gen_params kd_gen_params_default(void) {
         .prior_guidance_scale = 4.0f,
         .seed = 0,
         .num_images = 1,
+        .strength = 0.3f,
     };
     return g;
 }
@@ -137,7 +138,16 @@ void kd_pipeline_free(kd_pipeline *p) {
 #define MAX_STEPS 1000
 
 static kd_status check_params(kd_ctx *ctx, const kd_gen_params *g) {
-    if (!g->prompt) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prompt is NULL");
+    if (!g->prompt && g->n_mix <= 0) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prompt is NULL");
+    if (g->n_mix < 0 || g->n_mix > 64 || (g->n_mix > 0 && !g->mix))
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mix: %d items (1..64 with a list, or 0)", g->n_mix);
+    for (int i = 0; i < g->n_mix; i++)
+        if (!g->mix[i].text == !g->mix[i].image || !(g->mix[i].weight == g->mix[i].weight))
+            return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mix item %d: give exactly one of text or image, and a finite weight", i);
+    if (g->mask_image && !g->init_image)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "a mask needs the image to inpaint (init_image)");
+    if (g->init_image && !(g->strength >= 0.0f && g->strength <= 1.0f))
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "strength %g is outside [0, 1]", (double)g->strength);
     if (g->width < 1 || g->height < 1 || g->width > MAX_SIDE || g->height > MAX_SIDE)
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "size %d×%d is out of range (1..%d per side)", g->width, g->height,
                            MAX_SIDE);
@@ -156,6 +166,8 @@ static kd_status check_params(kd_ctx *ctx, const kd_gen_params *g) {
     return KD_OK;
 }
 
+static kd_status run_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *emb, float *neg);
+
 kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, float *image_embeds,
                              float *negative_embeds) {
     if (!ctx) return KD_ERR_INVALID_ARG;
@@ -163,12 +175,34 @@ kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
     KD_TRY(check_params(ctx, g));
     kd_rng rng;
     kd_rng_seed(&rng, g->seed);
-    return kd_pipe_prior(ctx, p, g, &rng, image_embeds, negative_embeds);
+    KD_TRY(kd_pipe_load_prior_stage(ctx, p));
+    return run_prior(ctx, p, g, &rng, image_embeds, negative_embeds);
 }
 
 int kd_pipeline_embed_dim(kd_ctx *ctx, kd_pipeline *p) {
     if (kd_pipe_load_prior_stage(ctx, p) != KD_OK) return -1;
     return kd_prior_embed_dim(p->prior);
+}
+
+/* Latent size and the variant inputs for the decoder. */
+static kd_status prepare_decoder(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in, float **owned,
+                                 int *lh, int *lw) {
+    kd_pipe_latent_size(p, g->height, g->width, lh, lw);
+    if (g->mask_image) {
+        KD_TRY(kd_pipe_prepare_inpaint(ctx, p, g, in, owned, *lh, *lw));
+    } else if (g->init_image) {
+        KD_TRY(kd_pipe_prepare_img2img(ctx, p, g, in, owned, lh, lw));
+    }
+    if (g->hint_image) KD_TRY(kd_pipe_prepare_hint(ctx, p, g, in, owned + 3, *lh, *lw));
+    if (*lh % kd_unet_size_multiple(p->unet) || *lw % kd_unet_size_multiple(p->unet))
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "latent size %dx%d is not a multiple of the U-Net's %d", *lw, *lh,
+                           kd_unet_size_multiple(p->unet));
+    return KD_OK;
+}
+
+static kd_status run_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *emb, float *neg) {
+    if (g->n_mix > 0) return kd_pipe_mix(ctx, p, g, rng, emb, neg);
+    return kd_pipe_prior(ctx, p, g, rng, emb, neg);
 }
 
 kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_image *images) {
@@ -180,30 +214,27 @@ kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_im
     kd_rng_seed(&rng, g->seed);
     KD_TRY(kd_pipe_load_prior_stage(ctx, p));
     int E = kd_prior_embed_dim(p->prior), N = g->num_images;
-    float *emb = malloc((size_t)2 * N * E * sizeof(float)), *pixels = NULL;
+    float *emb = malloc((size_t)2 * N * E * sizeof(float)), *pixels = NULL, *owned[4] = {0};
     if (!emb) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
-    kd_status s = kd_pipe_prior(ctx, p, g, &rng, emb, emb + (size_t)N * E);
+    kd_status s = run_prior(ctx, p, g, &rng, emb, emb + (size_t)N * E);
     if (s == KD_OK && p->low_memory) kd_pipe_free_prior_stage(p);
     if (s == KD_OK) s = kd_pipe_load_decoder_stage(ctx, p);
+    if (s == KD_OK && kd_unet_image_embed_dim(p->unet) != E)
+        s = kd_ctx_fail(ctx, KD_ERR_SHAPE, "the prior makes %d-value image embeddings, the decoder U-Net expects %d", E,
+                        kd_unet_image_embed_dim(p->unet));
     int lh = 0, lw = 0, f = 1;
-    if (s == KD_OK) {
-        if (kd_unet_image_embed_dim(p->unet) != E)
-            s = kd_ctx_fail(ctx, KD_ERR_SHAPE, "the prior makes %d-value image embeddings, the decoder U-Net expects %d", E,
-                            kd_unet_image_embed_dim(p->unet));
-        kd_pipe_latent_size(p, g->height, g->width, &lh, &lw);
-        f = kd_movq_downscale(p->movq);
-        if (s == KD_OK && (lh % kd_unet_size_multiple(p->unet) || lw % kd_unet_size_multiple(p->unet)))
-            s = kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "latent size %d×%d is not a multiple of the U-Net's %d", lw, lh,
-                            kd_unet_size_multiple(p->unet));
-    }
+    kd_dec_inputs in = {0};
+    if (s == KD_OK) s = prepare_decoder(ctx, p, g, &in, owned, &lh, &lw);
+    if (s == KD_OK) f = kd_movq_downscale(p->movq);
     size_t plane = (size_t)3 * (lh * f) * (lw * f);
     if (s == KD_OK && !(pixels = malloc((size_t)N * plane * sizeof(float))))
         s = kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory for %d images of %d×%d", N, lw * f, lh * f);
-    if (s == KD_OK) s = kd_pipe_decode(ctx, p, g, &rng, emb, emb + (size_t)N * E, lh, lw, pixels);
+    if (s == KD_OK) s = kd_pipe_decode(ctx, p, g, &rng, emb, emb + (size_t)N * E, lh, lw, &in, pixels);
     for (int i = 0; s == KD_OK && i < N; i++) s = kd_tensor_to_image(pixels + i * plane, lw * f, lh * f, &images[i], &ctx->err);
     if (s != KD_OK)
         for (int i = 0; i < N; i++) kd_image_free(&images[i]);
     if (p->low_memory) kd_pipe_free_decoder_stage(p);
+    for (int i = 0; i < 4; i++) free(owned[i]);
     free(emb);
     free(pixels);
     return s;

@@ -30,10 +30,31 @@ struct kd_pipeline {
  * drawing from rng exactly as KandinskyV22PriorPipeline does. */
 kd_status kd_pipe_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *image_embeds,
                         float *negative_embeds);
+/* What the decoder variants add to text-to-image (all NULL: KandinskyV22Pipeline). */
+typedef struct kd_dec_inputs {
+    const float *init_latents;   /* img2img: [n, C, h, w] MoVQ latents of the init image */
+    double strength;             /* img2img */
+    const float *image_latents;  /* inpaint: [1, C, h, w] latents of the image */
+    const float *masked_latents; /* inpaint: [n, C, h, w] image latents × mask */
+    const float *mask;           /* inpaint: [n, 1, h, w] after erosion, 1 = keep */
+    const float *hint;           /* ControlNet: [1, 3, 8h, 8w] in [0, 1] */
+} kd_dec_inputs;
+
 /* image_embeds / negative_image_embeds [n, E] → n images [3, H, W] in [-1, 1] (movq output),
- * as KandinskyV22Pipeline does; lat_h / lat_w from kd_pipe_latent_size. */
+ * as KandinskyV22Pipeline and its variants do; lat_h / lat_w from kd_pipe_latent_size. */
 kd_status kd_pipe_decode(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, const float *image_embeds,
-                         const float *negative_embeds, int lat_h, int lat_w, float *pixels);
+                         const float *negative_embeds, int lat_h, int lat_w, const kd_dec_inputs *in, float *pixels);
+/* Prepare the decoder variants' inputs (variants.c); owned[] receive buffers the caller frees. */
+kd_status kd_pipe_prepare_img2img(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in,
+                                  float **owned, int *lat_h, int *lat_w);
+kd_status kd_pipe_prepare_inpaint(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in,
+                                  float **owned, int lat_h, int lat_w);
+kd_status kd_pipe_prepare_hint(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in, float **owned,
+                               int lat_h, int lat_w);
+/* Image mixing (KandinskyV22PriorPipeline.interpolate). */
+kd_status kd_pipe_mix(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *image_embeds,
+                      float *negative_embeds);
+
 /* diffusers' downscale_height_and_width: latent side = ceil(side / f²) · f. */
 void kd_pipe_latent_size(const kd_pipeline *p, int height, int width, int *lat_h, int *lat_w);
 

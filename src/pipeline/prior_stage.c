@@ -7,6 +7,7 @@
  *   x ~ randn[n_rows, E]; for t in UnCLIP timesteps: x0 = prior(...), guided, x = step(x0)
  *   image_embeds = x · clip_std + clip_mean
  *   negative = the negative prompt's rows, or the zero-image embedding image_encoder(zeros) */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,5 +144,59 @@ kd_status kd_pipe_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_
     free(lp.pred);
     free(lp.ts);
     text_batch_free(&tb);
+    return s;
+}
+
+/* CLIP embedding of a user image: CLIPImageProcessor preprocessing + image encoder. */
+static kd_status embed_image(kd_ctx *ctx, kd_pipeline *p, const char *cfg, const kd_image *img, float *out) {
+    (void)p, (void)cfg, (void)img, (void)out;
+    return kd_ctx_fail(ctx, KD_ERR_UNSUPPORTED, "image items need the CLIP image preprocessing, which is not built yet");
+}
+
+/* KandinskyV22PriorPipeline.interpolate: image_embeds = Σ w_i · e_i where a text item runs the
+ * prior (prompt = item, negative prompt = the prior negative prompt, same generator, in item
+ * order) and an image item is CLIP-embedded (repeated per output image); then the negative
+ * embedding comes from one more prior run with the prompt "" (its negative output: the
+ * zero-image embedding, or the negative prompt's embedding when one is given). */
+kd_status kd_pipe_mix(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *image_embeds,
+                      float *negative_embeds) {
+    KD_TRY(kd_pipe_load_prior_stage(ctx, p));
+    int N = g->num_images, E = kd_prior_embed_dim(p->prior);
+    size_t ne = (size_t)N * E;
+    float *e = malloc(ne * sizeof(float)), *scratch = malloc(ne * sizeof(float));
+    kd_status s = e && scratch ? KD_OK : kd_ctx_fail(ctx, KD_ERR_OOM, "mix: out of memory");
+    for (size_t k = 0; s == KD_OK && k < ne; k++) image_embeds[k] = 0.0f;
+    char *cfg = NULL;
+    if (s == KD_OK) {
+        size_t n = strlen(p->prior_dir) + 64;
+        cfg = malloc(n);
+        if (cfg) snprintf(cfg, n, "%s/image_processor/preprocessor_config.json", p->prior_dir);
+    }
+    for (int i = 0; s == KD_OK && i < g->n_mix; i++) {
+        const kd_mix_item *it = &g->mix[i];
+        if (it->text) {
+            kd_gen_params one = *g;
+            one.prompt = it->text;
+            one.n_mix = 0;
+            s = kd_pipe_prior(ctx, p, &one, rng, e, scratch);
+        } else {
+            s = embed_image(ctx, p, cfg, it->image, e);
+            for (int b = 1; s == KD_OK && b < N; b++) memcpy(e + (size_t)b * E, e, (size_t)E * sizeof(float));
+        }
+        if (s != KD_OK) {
+            kd_err_prefix(&ctx->err, "mix item %d", i);
+            break;
+        }
+        for (size_t k = 0; k < ne; k++) image_embeds[k] += e[k] * it->weight;
+    }
+    if (s == KD_OK) { /* out_zero = self("", negative_prompt=negative_prior_prompt) */
+        kd_gen_params zero = *g;
+        zero.prompt = "";
+        zero.n_mix = 0;
+        s = kd_pipe_prior(ctx, p, &zero, rng, scratch, negative_embeds);
+    }
+    free(cfg);
+    free(e);
+    free(scratch);
     return s;
 }
