@@ -140,15 +140,29 @@ static void usage_generate(FILE *f) {
             "  -s, --seed N                 seed (random if not given; printed)\n"
             "  -n, --num-images N           images per prompt (1)\n"
             "  -o, --output FILE            output PNG/JPEG (output.png; -1, -2 ... added for N > 1)\n"
+            "\n"
+            "image editing (each needs the matching decoder, e.g. kandinsky-2-2-decoder-inpaint):\n"
+            "  -i, --init-image FILE        image to image: start from this picture\n"
+            "      --strength F             how much to change it, 0..1 (0.3)\n"
+            "  -m, --mask FILE              inpainting (with --init-image): white = repaint, black = keep\n"
+            "      --invert-mask            black = repaint instead\n"
+            "      --hint FILE              ControlNet depth map (controlnet-depth decoder)\n"
+            "      --mix KIND:VALUE:WEIGHT  mix prompts and images, e.g. --mix \"text:a cat:0.7\"\n"
+            "                               --mix \"image:photo.png:0.3\" (repeatable; replaces -p)\n"
             "  -t, --threads N              CPU threads (default: KD_THREADS or all cores)\n"
             "      --low-memory             load each stage only while it runs\n"
             "  -q, --quiet                  no progress bar\n");
 }
 
+#define MAX_MIX 16
+
 typedef struct gen_opts {
     kd_gen_params g;
     const char *prior, *decoder, *output;
     int threads, low_memory, quiet, seed_given;
+    const char *init_path, *mask_path, *hint_path;
+    const char *mix_spec[MAX_MIX];
+    int n_mix;
 } gen_opts;
 
 static int parse_generate(int argc, char **argv, gen_opts *o) {
@@ -216,6 +230,27 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
         } else if (OPT("-t", "--threads")) {
             NEED_VAL();
             if (parse_int(a, v, 1, 1024, &o->threads)) return -1;
+        } else if (OPT("-i", "--init-image")) {
+            NEED_VAL();
+            o->init_path = v;
+        } else if (!strcmp(a, "--strength")) {
+            NEED_VAL();
+            if (parse_float(a, v, &o->g.strength)) return -1;
+        } else if (OPT("-m", "--mask")) {
+            NEED_VAL();
+            o->mask_path = v;
+        } else if (!strcmp(a, "--invert-mask")) {
+            o->g.invert_mask = 1;
+        } else if (!strcmp(a, "--hint")) {
+            NEED_VAL();
+            o->hint_path = v;
+        } else if (!strcmp(a, "--mix")) {
+            NEED_VAL();
+            if (o->n_mix == MAX_MIX) {
+                fprintf(stderr, "kandinsky: at most %d --mix items\n", MAX_MIX);
+                return -1;
+            }
+            o->mix_spec[o->n_mix++] = v;
         } else if (!strcmp(a, "--low-memory")) {
             o->low_memory = 1;
         } else if (OPT("-q", "--quiet")) {
@@ -227,8 +262,13 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
 #undef OPT
 #undef NEED_VAL
     }
-    if (!o->g.prompt) {
-        fprintf(stderr, "kandinsky: generate needs a prompt (-p \"...\")\n");
+    if (!o->g.prompt && o->n_mix == 0) {
+        fprintf(stderr, "kandinsky: generate needs a prompt (-p \"...\") or --mix items\n");
+        return -1;
+    }
+    if (!o->g.prompt) o->g.prompt = "";
+    if (o->mask_path && !o->init_path) {
+        fprintf(stderr, "kandinsky: --mask needs the image to paint into (--init-image)\n");
         return -1;
     }
     if (!o->prior || !o->decoder) {
@@ -258,54 +298,116 @@ static void output_name(const char *base, int index, int count, char *buf, size_
     snprintf(buf, cap, "%.*s-%d%s", (int)(dot - base), base, index + 1, dot);
 }
 
+/* "text:a cat:0.7" / "image:photo.png:0.3": the weight is after the LAST colon, so prompts and
+ * paths may contain colons. */
+static int parse_mix(kd_ctx *ctx, const char *spec, kd_mix_item *it, kd_image *img, char **text) {
+    const char *colon = strchr(spec, ':'), *last = strrchr(spec, ':');
+    float w;
+    if (!colon || colon == last || parse_float("--mix weight", last + 1, &w)) {
+        fprintf(stderr, "kandinsky: --mix expects text:PROMPT:WEIGHT or image:FILE:WEIGHT, got '%s'\n", spec);
+        return -1;
+    }
+    size_t n = (size_t)(last - colon - 1);
+    *text = malloc(n + 1);
+    if (!*text) return -1;
+    memcpy(*text, colon + 1, n);
+    (*text)[n] = 0;
+    *it = (kd_mix_item){.weight = w};
+    if (!strncmp(spec, "text:", 5)) {
+        it->text = *text;
+    } else if (!strncmp(spec, "image:", 6)) {
+        if (kd_image_read(ctx, *text, img) != KD_OK) return fail(ctx, "--mix image"), -1;
+        it->image = img;
+    } else {
+        fprintf(stderr, "kandinsky: --mix kind must be text or image, got '%s'\n", spec);
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads the editing inputs named on the command line. */
+static int load_inputs(kd_ctx *ctx, gen_opts *o, kd_image imgs[3], kd_image *mix_imgs, kd_mix_item *mix,
+                       char **mix_text) {
+    const char *paths[3] = {o->init_path, o->mask_path, o->hint_path};
+    const char *what[3] = {"--init-image", "--mask", "--hint"};
+    for (int k = 0; k < 3; k++)
+        if (paths[k] && kd_image_read(ctx, paths[k], &imgs[k]) != KD_OK) return fail(ctx, what[k]), -1;
+    if (o->init_path) o->g.init_image = &imgs[0];
+    if (o->mask_path) o->g.mask_image = &imgs[1];
+    if (o->hint_path) o->g.hint_image = &imgs[2];
+    for (int k = 0; k < o->n_mix; k++)
+        if (parse_mix(ctx, o->mix_spec[k], &mix[k], &mix_imgs[k], &mix_text[k])) return -1;
+    o->g.mix = mix;
+    o->g.n_mix = o->n_mix;
+    return 0;
+}
+
+static void print_timings(const progress *pr, double t_load) {
+    fprintf(stderr, "timings: load %.2fs", t_load);
+    for (int i = 0; i <= pr->n_stages && i < 4; i++)
+        if (pr->stage_name[i]) fprintf(stderr, ", %s %.2fs", pr->stage_name[i], pr->stage_time[i]);
+    fprintf(stderr, "\n");
+}
+
+/* Writes the images with the parameters in a PNG text chunk; returns the exit code. */
+static int write_images(kd_ctx *ctx, const gen_opts *o, kd_image *imgs) {
+    char params[4096], seed[32], name[4096];
+    snprintf(seed, sizeof seed, "%" PRIu64, o->g.seed);
+    snprintf(params, sizeof params,
+             "prompt: %s\nnegative prompt: %s\nsize: %dx%d\nsteps: %d\nprior steps: %d\nguidance: %g\n"
+             "prior guidance: %g\nseed: %s\nprior: %s\ndecoder: %s\ninit image: %s\nstrength: %g\nmask: %s\n"
+             "hint: %s\nmix items: %d\nengine: kandinsky.c %s",
+             o->g.prompt, o->g.negative_prompt ? o->g.negative_prompt : "(none)", o->g.width, o->g.height, o->g.steps,
+             o->g.prior_steps, (double)o->g.guidance_scale, (double)o->g.prior_guidance_scale, seed, o->prior,
+             o->decoder, o->init_path ? o->init_path : "(none)", (double)o->g.strength,
+             o->mask_path ? o->mask_path : "(none)", o->hint_path ? o->hint_path : "(none)", o->n_mix, kd_version());
+    const char *text[] = {"parameters", params, "Software", "kandinsky.c", NULL};
+    int rc = 0;
+    for (int i = 0; i < o->g.num_images; i++) {
+        output_name(o->output, i, o->g.num_images, name, sizeof name);
+        if (kd_image_write(ctx, name, &imgs[i], text) != KD_OK) rc = fail(ctx, "writing the image");
+        else printf("%s\n", name);
+    }
+    return rc;
+}
+
 static int cmd_generate(int argc, char **argv) {
     gen_opts o = {0};
     if (parse_generate(argc, argv, &o)) return EXIT_USAGE;
     if (!o.seed_given) o.g.seed = random_seed();
     kd_ctx *ctx = make_ctx(o.threads);
     if (!ctx) return EXIT_FAIL;
-    progress pr = {.quiet = o.quiet, .t0 = now_s()};
+    kd_image inputs[3] = {{0}}, mix_imgs[MAX_MIX] = {{0}}, imgs[64] = {{0}};
+    kd_mix_item mix[MAX_MIX];
+    char *mix_text[MAX_MIX] = {0};
+    kd_pipeline *p = NULL;
+    progress pr = {.quiet = o.quiet};
+    int rc = 0;
+    if (load_inputs(ctx, &o, inputs, mix_imgs, mix, mix_text)) {
+        rc = EXIT_USAGE;
+        goto done;
+    }
     o.g.progress = on_progress;
     o.g.progress_user = &pr;
     fprintf(stderr, "seed %" PRIu64 ", %d threads\n", o.g.seed, kd_ctx_threads(ctx));
-
     double t0 = now_s();
-    kd_pipeline *p = NULL;
     if (kd_pipeline_load(ctx, o.prior, o.decoder, o.low_memory, &p) != KD_OK) {
-        int r = fail(ctx, "loading the models");
-        kd_ctx_free(ctx);
-        return r;
+        rc = fail(ctx, "loading the models");
+        goto done;
     }
     double t_load = now_s() - t0;
     pr.t0 = now_s();
-    kd_image imgs[64];
     if (kd_generate(ctx, p, &o.g, imgs) != KD_OK) {
-        int r = fail(ctx, "generation failed");
-        kd_pipeline_free(p);
-        kd_ctx_free(ctx);
-        return r;
+        rc = fail(ctx, "generation failed");
+        goto done;
     }
-    char params[2048], seed[32], name[4096];
-    snprintf(seed, sizeof seed, "%" PRIu64, o.g.seed);
-    snprintf(params, sizeof params,
-             "prompt: %s\nnegative prompt: %s\nsize: %dx%d\nsteps: %d\nprior steps: %d\nguidance: %g\n"
-             "prior guidance: %g\nseed: %s\nprior: %s\ndecoder: %s\nengine: kandinsky.c %s",
-             o.g.prompt, o.g.negative_prompt ? o.g.negative_prompt : "(none)", o.g.width, o.g.height, o.g.steps,
-             o.g.prior_steps, (double)o.g.guidance_scale, (double)o.g.prior_guidance_scale, seed, o.prior, o.decoder,
-             kd_version());
-    const char *text[] = {"parameters", params, "Software", "kandinsky.c", NULL};
-    int rc = 0;
-    for (int i = 0; i < o.g.num_images; i++) {
-        output_name(o.output, i, o.g.num_images, name, sizeof name);
-        if (kd_image_write(ctx, name, &imgs[i], text) != KD_OK) rc = fail(ctx, "writing the image");
-        else printf("%s\n", name);
-        kd_image_free(&imgs[i]);
-    }
-    fprintf(stderr, "timings: load %.2fs", t_load);
-    for (int i = 0; i <= pr.n_stages && i < 4; i++)
-        if (pr.stage_name[i]) fprintf(stderr, ", %s %.2fs", pr.stage_name[i], pr.stage_time[i]);
-    fprintf(stderr, "\n");
+    rc = write_images(ctx, &o, imgs);
+    print_timings(&pr, t_load);
+done:
+    for (int i = 0; i < 64; i++) kd_image_free(&imgs[i]);
     kd_pipeline_free(p);
+    for (int k = 0; k < 3; k++) kd_image_free(&inputs[k]);
+    for (int k = 0; k < MAX_MIX; k++) kd_image_free(&mix_imgs[k]), free(mix_text[k]);
     kd_ctx_free(ctx);
     return rc;
 }

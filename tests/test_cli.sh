@@ -59,6 +59,20 @@ check "two images" 0 "out-2.png" "${gen[@]}" -p "two" -W 32 -H 32 --steps 3 --pr
 check "negative prompt, jpeg" 0 "neg.jpg" "${gen[@]}" -p "a" --negative-prompt "b" -W 32 -H 32 --steps 3 --prior-steps 3 -o "$TMP/neg.jpg"
 check "bad output type" 1 "unknown image type" "${gen[@]}" -p "a" -W 32 -H 32 --steps 2 --prior-steps 2 -o "$TMP/x.bmp"
 
+# image editing
+IN="$DATA/pipeline22/inputs"
+check "img2img" 0 "i2i.png" "${gen[@]}" -p "a lake" -i "$IN/init_97x61.png" --strength 0.5 -W 32 -H 32 --steps 4 --prior-steps 2 -o "$TMP/i2i.png"
+check "strength 2" 1 "strength" "${gen[@]}" -p "a lake" -i "$IN/init_97x61.png" --strength 2 -W 32 -H 32 --steps 4 --prior-steps 2 -o "$TMP/x.png"
+check "missing init image" 2 "/nonexistent.png" "${gen[@]}" -p x -i /nonexistent.png
+check "mask without image" 2 "--init-image" "${gen[@]}" -p x -m "$IN/mask_50x40.png"
+check "inpaint" 0 "inp.png" "$BIN" generate --prior "$P" --decoder "$DATA/pipeline22/decoder_inpaint" -q -p "a ball" -i "$IN/init_97x61.png" -m "$IN/mask_50x40.png" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/inp.png"
+check "mask with the text2img decoder" 1 "inpainting" "${gen[@]}" -p "a ball" -i "$IN/init_97x61.png" -m "$IN/mask_50x40.png" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/x.png"
+check "controlnet" 0 "cn.png" "$BIN" generate --prior "$P" --decoder "$DATA/pipeline22/decoder_controlnet" -q -p "a robot" --hint "$IN/depth_128x128.png" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/cn.png"
+check "controlnet without hint" 1 "hint" "$BIN" generate --prior "$P" --decoder "$DATA/pipeline22/decoder_controlnet" -q -p "a robot" -W 32 -H 32 --steps 2 --prior-steps 2 -o "$TMP/x.png"
+check "mix of prompts" 0 "mix.png" "${gen[@]}" --mix "text:a cat:0.7" --mix "text:a dog: with colon:0.3" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/mix.png"
+check "bad mix spec" 2 "--mix expects" "${gen[@]}" --mix "text:no weight"
+check "bad mix kind" 2 "kind must be" "${gen[@]}" --mix "video:x.mp4:1"
+
 # MoVQ round trips
 check "autoencode" 0 "" "$BIN" autoencode --model "$D/movq" "$DATA/images/src_97x61.png" "$TMP/ae.png" --latents-out "$TMP/lat.safetensors"
 check "decode latents" 0 "" "$BIN" decode --model "$D/movq" "$TMP/lat.safetensors" "$TMP/dec.png"
