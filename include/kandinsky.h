@@ -192,6 +192,18 @@ kd_status kd_prior_forward(kd_ctx *ctx, kd_prior *p, const float *x_t, const flo
 /* x = x · clip_std + clip_mean, in place (the final step of the prior pipeline). */
 void kd_prior_post_process(const kd_prior *p, float *x, int batch);
 
+/* ---- MultilingualCLIP (Kandinsky 2.1 decoder text encoder: XLM-RoBERTa + linear) ------------- */
+typedef struct kd_mclip kd_mclip;
+
+kd_status kd_mclip_load(kd_ctx *ctx, const char *path, kd_mclip **out);
+void kd_mclip_free(kd_mclip *m);
+int kd_mclip_hidden_size(const kd_mclip *m); /* 1024 */
+int kd_mclip_embed_dim(const kd_mclip *m);   /* 768 */
+/* ids, mask [batch, seq_len] (XLM-R tokenizer output, 1 = real token) → text_embeds[batch, embed_dim]
+ * (mean of the real tokens, projected) and, if not NULL, last_hidden_state[batch, seq_len, hidden]. */
+kd_status kd_mclip_forward(kd_ctx *ctx, kd_mclip *m, const int32_t *ids, const int32_t *mask, int batch,
+                           int seq_len, float *text_embeds, float *last_hidden);
+
 /* ---- Kandinsky 2.2 text-to-image ------------------------------------------------------------
  * A pipeline = a prior folder (kandinsky-2-2-prior layout: tokenizer/, text_encoder/,
  * image_encoder/, prior/, scheduler/) + a decoder folder (kandinsky-2-2-decoder layout: unet/,
@@ -258,6 +270,40 @@ kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *params, 
 /* The prior stage only: image_embeds and negative_image_embeds, [num_images, embed_dim] each. */
 kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *params, float *image_embeds,
                              float *negative_image_embeds);
+
+/* ---- CLIP image embedding of a user image (image mixing, emb2emb) ---------------------------
+ * The prior's CLIP image preprocessing (transformers CLIPImageProcessor as the pinned stack runs
+ * it: PIL bicubic resize of the shortest edge, center crop, rescale, OpenAI mean/std; alpha is
+ * composited onto white, gray replicated) followed by kd_clip_vision_forward, for one image.
+ * preprocessor_config_json: the prior's image_processor/preprocessor_config.json, or NULL for
+ * CLIPImageProcessor's defaults (224). rgb: 1, 3 or 4 channels, any size. The processed size must
+ * equal kd_clip_vision_image_size (else KD_ERR_SHAPE). image_embeds[kd_clip_vision_embed_dim]. */
+kd_status kd_clip_vision_embed_image(kd_ctx *ctx, kd_clip_vision *m, const char *preprocessor_config_json,
+                                     const kd_image *rgb, float *image_embeds);
+
+/* ---- Model locations: local folders and the Hugging Face Hub ---------------------------------
+ * kd_model_resolve turns a model name into a folder kd_pipeline_load can read:
+ *   - an existing folder is returned as it is;
+ *   - a Hub repo id "org/name" or "org/name@revision" (branch, tag or 40-hex commit; default
+ *     "main") is looked up in the Hugging Face cache, in huggingface_hub's own layout
+ *     (models--org--name/{refs,snapshots,blobs}), so both share one cache. When the cached
+ *     snapshot holds every file the kind needs, no request is made. Otherwise the missing files are
+ *     downloaded (resumed when interrupted, sha256-checked for LFS files) and the snapshot folder
+ *     is returned.
+ * kind "prior": model_index.json, tokenizer/, text_encoder/, image_encoder/, prior/, scheduler/;
+ * kind "decoder": model_index.json, unet/, movq/, scheduler/ (config + safetensors weights, or a
+ * .safetensors.index.json and its shards, per component).
+ * Environment: HF_HUB_CACHE (cache folder; default $HF_HOME/hub), HF_HOME (default
+ * $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface), HF_ENDPOINT (default
+ * https://huggingface.co), HF_TOKEN (else the file $HF_TOKEN_PATH or $HF_HOME/token; sent as
+ * "Authorization: Bearer" to the endpoint only, needed for gated or private repos), HF_HUB_OFFLINE
+ * (1/true/yes/on: never use the network; a missing file is an error that names it).
+ * cb (may be NULL) reports each downloaded file's progress; total = 0 when unknown. *out_dir is
+ * malloc'd: free() it. */
+typedef void (*kd_download_progress_fn)(void *user, const char *file, uint64_t done, uint64_t total);
+
+kd_status kd_model_resolve(kd_ctx *ctx, const char *id_or_path, const char *kind, kd_download_progress_fn cb,
+                           void *user, char **out_dir);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,10 @@ const kd_tf_names kd_tf_names_clip = {"layer_norm1", "self_attn.q_proj", "self_a
 const kd_tf_names kd_tf_names_prior = {"norm1", "attn1.to_q", "attn1.to_k", "attn1.to_v",
                                        "attn1.to_out.0", "norm3", "ff.net.0.proj", "ff.net.2"};
 
+const kd_tf_names kd_tf_names_bert = {"attention.output.LayerNorm", "attention.self.query", "attention.self.key",
+                                      "attention.self.value", "attention.output.dense", "output.LayerNorm",
+                                      "intermediate.dense", "output.dense"};
+
 int kd_act_parse(const char *name, kd_act *out) {
     if (!strcmp(name, "gelu")) *out = KD_ACT_GELU;
     else if (!strcmp(name, "quick_gelu")) *out = KD_ACT_QUICK_GELU;
@@ -24,6 +28,7 @@ kd_status kd_tf_layer_load(kd_weights *w, const char *prefix, const kd_tf_names 
     l->dim = dim;
     l->ff = ff;
     l->act = act;
+    l->post_ln = n == &kd_tf_names_bert;
     KD_TRY(kd_layer_norm_layer_load(w, kd_name(buf, prefix, n->ln1), dim, eps, &l->ln1, e));
     KD_TRY(kd_linear_layer_load(w, kd_name(buf, prefix, n->q), dim, dim, 1, &l->q, e));
     KD_TRY(kd_linear_layer_load(w, kd_name(buf, prefix, n->k), dim, dim, 1, &l->k, e));
@@ -45,10 +50,14 @@ kd_status kd_tf_layer_forward(kd_backend *be, kd_arena *a, const kd_tf_layer *l,
     float *f = v ? kd_arena_floats(a, (size_t)(T * l->ff), e) : NULL;
     if (!f) return KD_ERR_OOM;
 
-    kd_layer_norm(be, h, x, T, D, l->ln1.eps, l->ln1.weight, l->ln1.bias);
-    KD_TRY(kd_linear_layer_forward(be, &l->q, q, h, T, e));
-    KD_TRY(kd_linear_layer_forward(be, &l->k, k, h, T, e));
-    KD_TRY(kd_linear_layer_forward(be, &l->v, v, h, T, e));
+    const float *in = x; /* post-LN layers attend over x itself */
+    if (!l->post_ln) {
+        kd_layer_norm(be, h, x, T, D, l->ln1.eps, l->ln1.weight, l->ln1.bias);
+        in = h;
+    }
+    KD_TRY(kd_linear_layer_forward(be, &l->q, q, in, T, e));
+    KD_TRY(kd_linear_layer_forward(be, &l->k, k, in, T, e));
+    KD_TRY(kd_linear_layer_forward(be, &l->v, v, in, T, e));
     kd_attn_params p = {.batch = B, .heads = l->heads, .head_dim = D / l->heads, .q_len = L, .kv_len = L, .q = q,
                         .q_stride = D, .k = k, .v = v, .kv_stride = D,
                         .scale = 1.0f / sqrtf((float)(D / l->heads))};
@@ -61,15 +70,21 @@ kd_status kd_tf_layer_forward(kd_backend *be, kd_arena *a, const kd_tf_layer *l,
     KD_TRY(kd_attention(be, h, &p, e));
     KD_TRY(kd_linear_layer_forward(be, &l->o, q, h, T, e));
     kd_add(be, x, x, q, T * D);
+    if (l->post_ln) kd_layer_norm(be, x, x, T, D, l->ln1.eps, l->ln1.weight, l->ln1.bias);
 
-    kd_layer_norm(be, h, x, T, D, l->ln2.eps, l->ln2.weight, l->ln2.bias);
-    KD_TRY(kd_linear_layer_forward(be, &l->fc1, f, h, T, e));
+    in = x;
+    if (!l->post_ln) {
+        kd_layer_norm(be, h, x, T, D, l->ln2.eps, l->ln2.weight, l->ln2.bias);
+        in = h;
+    }
+    KD_TRY(kd_linear_layer_forward(be, &l->fc1, f, in, T, e));
     if (l->act == KD_ACT_GELU)
         kd_gelu(be, f, f, T * l->ff);
     else
         kd_quick_gelu(be, f, f, T * l->ff);
     KD_TRY(kd_linear_layer_forward(be, &l->fc2, q, f, T, e));
     kd_add(be, x, x, q, T * D);
+    if (l->post_ln) kd_layer_norm(be, x, x, T, D, l->ln2.eps, l->ln2.weight, l->ln2.bias);
     kd_arena_release(a, m);
     return KD_OK;
 }

@@ -1,7 +1,8 @@
-/* Pre-LayerNorm transformer layer, shared by CLIP (text and vision) and the diffusion prior
- * (diffusers BasicTransformerBlock without cross-attention):
+/* Transformer layer, shared by CLIP (text and vision), the diffusion prior (diffusers
+ * BasicTransformerBlock without cross-attention) — pre-LayerNorm:
  *   x = x + o(MHA(LN1(x)))        q/k/v/o: Linear(D → D) with bias
  *   x = x + fc2(act(fc1(LN2(x)))) fc1: D → F, fc2: F → D
+ * — and XLM-RoBERTa (BERT layers, post-LayerNorm: x = LN1(x + o(MHA(x))); x = LN2(x + fc2(act(fc1(x))))).
  * The two checkpoints name the same tensors differently; kd_tf_names says how. */
 #ifndef KD_NN_TRANSFORMER_H
 #define KD_NN_TRANSFORMER_H
@@ -19,6 +20,7 @@ typedef struct kd_tf_names {
 
 extern const kd_tf_names kd_tf_names_clip;  /* layer_norm1, self_attn.q_proj, ..., mlp.fc1 */
 extern const kd_tf_names kd_tf_names_prior; /* norm1, attn1.to_q, ..., ff.net.0.proj, ff.net.2 */
+extern const kd_tf_names kd_tf_names_bert;  /* attention.self.query, ..., output.dense, output.LayerNorm */
 
 typedef struct kd_tf_layer {
     kd_norm_layer ln1, ln2;
@@ -26,6 +28,7 @@ typedef struct kd_tf_layer {
     int heads;
     int64_t dim, ff;
     kd_act act;
+    int post_ln; /* BERT order: normalise after each residual sum */
 } kd_tf_layer;
 
 kd_status kd_tf_layer_load(kd_weights *w, const char *prefix, const kd_tf_names *names, int64_t dim, int64_t ff,
