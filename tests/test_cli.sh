@@ -41,7 +41,9 @@ check "bad guidance" 2 "expects a number" "${gen[@]}" -p x -g nan
 check "bad seed" 2 "integer seed" "${gen[@]}" -p x -s 12abc
 check "missing value" 2 "needs a value" "${gen[@]}" -p
 check "unknown option" 2 "unknown option" "${gen[@]}" -p x --frob
-check "no model folders" 2 "--prior DIR" env -u KD_PRIOR -u KD_DECODER "$BIN" generate -p x
+# no model options: the default Hub ids, resolved in an empty cache with offline mode on (no network)
+check "no model folders (default Hub ids, offline, empty cache)" 1 "kandinsky-community/kandinsky-2-2-prior: not in the local cache and offline mode is on" \
+  env -u KD_PRIOR -u KD_DECODER -u HF_HUB_CACHE -u HUGGINGFACE_HUB_CACHE HF_HUB_OFFLINE=1 HF_HOME="$TMP/hf-empty" "$BIN" generate -p x -q
 check "missing prior folder" 1 "/nonexistent" "$BIN" generate -p x --prior /nonexistent --decoder "$D" -q
 
 # a decoder folder whose U-Net weights are truncated
@@ -70,6 +72,7 @@ check "mask with the text2img decoder" 1 "inpainting" "${gen[@]}" -p "a ball" -i
 check "controlnet" 0 "cn.png" "$BIN" generate --prior "$P" --decoder "$DATA/pipeline22/decoder_controlnet" -q -p "a robot" --hint "$IN/depth_128x128.png" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/cn.png"
 check "controlnet without hint" 1 "hint" "$BIN" generate --prior "$P" --decoder "$DATA/pipeline22/decoder_controlnet" -q -p "a robot" -W 32 -H 32 --steps 2 --prior-steps 2 -o "$TMP/x.png"
 check "mix of prompts" 0 "mix.png" "${gen[@]}" --mix "text:a cat:0.7" --mix "text:a dog: with colon:0.3" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/mix.png"
+check "mix with an image" 0 "mixi.png" "${gen[@]}" --mix "text:a cat:0.7" --mix "image:$IN/mix_40x28.png:0.3" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/mixi.png"
 check "bad mix spec" 2 "--mix expects" "${gen[@]}" --mix "text:no weight"
 check "bad mix kind" 2 "kind must be" "${gen[@]}" --mix "video:x.mp4:1"
 

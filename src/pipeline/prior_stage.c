@@ -147,10 +147,10 @@ kd_status kd_pipe_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_
     return s;
 }
 
-/* CLIP embedding of a user image: CLIPImageProcessor preprocessing + image encoder. */
+/* CLIP embedding of a user image: the folder's CLIPImageProcessor preprocessing (Pillow path, as
+ * the pinned reference runs it) + the image encoder. */
 static kd_status embed_image(kd_ctx *ctx, kd_pipeline *p, const char *cfg, const kd_image *img, float *out) {
-    (void)p, (void)cfg, (void)img, (void)out;
-    return kd_ctx_fail(ctx, KD_ERR_UNSUPPORTED, "image items need the CLIP image preprocessing, which is not built yet");
+    return kd_clip_vision_embed_image(ctx, p->image_encoder, cfg, img, out);
 }
 
 /* KandinskyV22PriorPipeline.interpolate: image_embeds = Σ w_i · e_i where a text item runs the

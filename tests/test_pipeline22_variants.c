@@ -1,0 +1,212 @@
+/* Kandinsky 2.2 image editing end to end against diffusers (tools/reference/gen_pipeline_variants.py):
+ * img2img (strengths 0.3 / 0.6 / 1.0, two images, non-square with diffusers' width/height swap
+ * undone in the reference), inpainting (gray and RGB masks of another size than the image), ControlNet
+ * depth (hints of the exact size), image mixing (text + image items, negative and zero weights,
+ * a prior negative prompt). Prior and decoder share one generator per case, as the diffusers
+ * combined pipelines do. Embeddings: rtol 1e-4 of the range; images: max pixel difference <= 2/255.
+ * Plus the bad inputs of the issue: strength outside [0, 1], a mask without an image, the wrong
+ * decoder for a mask or a hint, an empty mix, a mix item with both text and image. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "kandinsky.h"
+#include "testutil.h"
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static const float *tensor(const kd_st_file *f, int i, const char *what, size_t *n) {
+    char name[64];
+    snprintf(name, sizeof name, "case%d.%s", i, what);
+    const kd_st_tensor *t = kd_st_find(f, name);
+    if (!t) return NULL;
+    *n = (size_t)kd_tensor_numel(&t->t);
+    return t->t.data;
+}
+
+static int load_input(kd_ctx *ctx, const char *name, kd_image *img) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/inputs/%s", kt_data_path("pipeline22"), name);
+    return kd_image_read(ctx, p, img) == KD_OK;
+}
+
+static const char *str(const cJSON *c, const char *k) {
+    const cJSON *v = cJSON_GetObjectItem(c, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+static double num(const cJSON *c, const char *k) { return cJSON_GetObjectItem(c, k)->valuedouble; }
+
+static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, const cJSON *c) {
+    kd_gen_params g = kd_gen_params_default();
+    kd_image init = {0}, mask = {0}, hint = {0}, mix_img[8] = {{0}};
+    kd_mix_item mix[8];
+    const char *kind = str(c, "kind");
+    g.prompt = str(c, "prompt");
+    g.negative_prompt = str(c, "negative");
+    g.width = (int)num(c, "w"), g.height = (int)num(c, "h");
+    g.steps = (int)num(c, "steps"), g.prior_steps = (int)num(c, "psteps");
+    g.guidance_scale = (float)num(c, "g"), g.prior_guidance_scale = (float)num(c, "pg");
+    g.num_images = (int)num(c, "n");
+    g.seed = (uint64_t)num(c, "seed");
+    int ok = 1;
+    if (!strcmp(kind, "img2img") || !strcmp(kind, "inpaint")) {
+        ok &= load_input(ctx, "init_97x61.png", &init);
+        g.init_image = &init;
+        if (cJSON_GetObjectItem(c, "strength")) g.strength = (float)num(c, "strength");
+    }
+    if (!strcmp(kind, "inpaint")) {
+        ok &= load_input(ctx, str(c, "mask"), &mask);
+        g.mask_image = &mask;
+    }
+    if (!strcmp(kind, "controlnet")) {
+        ok &= load_input(ctx, str(c, "hint"), &hint);
+        g.hint_image = &hint;
+    }
+    if (!strcmp(kind, "mix")) {
+        const cJSON *items = cJSON_GetObjectItem(c, "mix");
+        g.n_mix = cJSON_GetArraySize(items);
+        for (int k = 0; k < g.n_mix && k < 8; k++) {
+            const cJSON *it = cJSON_GetArrayItem(items, k);
+            const char *type = cJSON_GetArrayItem(it, 0)->valuestring, *val = cJSON_GetArrayItem(it, 1)->valuestring;
+            mix[k] = (kd_mix_item){.weight = (float)cJSON_GetArrayItem(it, 2)->valuedouble};
+            if (!strcmp(type, "text")) {
+                mix[k].text = val;
+            } else {
+                ok &= load_input(ctx, val, &mix_img[k]);
+                mix[k].image = &mix_img[k];
+            }
+        }
+        g.mix = mix;
+    }
+    TEST_CHECK(ok, "case %d: inputs load: %s", i, kd_ctx_last_error(ctx));
+    size_t ne = 0, nn = 0, ni = 0;
+    const float *eref = tensor(f, i, "image_embeds", &ne), *nref = tensor(f, i, "negative_image_embeds", &nn);
+    const float *iref = tensor(f, i, "image", &ni);
+    char label[96];
+    if (ok && eref && nref && iref) {
+        float *emb = malloc(ne * sizeof(float)), *nemb = malloc(nn * sizeof(float));
+        kd_status s = kd_generate_embeds(ctx, p, &g, emb, nemb);
+        TEST_CHECK(s == KD_OK, "case %d (%s) prior: %s", i, kind, kd_ctx_last_error(ctx));
+        if (s == KD_OK) {
+            snprintf(label, sizeof label, "case %d %s image_embeds", i, kind);
+            kt_allclose(label, emb, eref, ne, 1e-4 * kt_max_abs(eref, ne), 1e-4);
+            snprintf(label, sizeof label, "case %d %s negative_image_embeds", i, kind);
+            kt_allclose(label, nemb, nref, nn, 1e-4 * kt_max_abs(nref, nn), 1e-4);
+        }
+        kd_image out[4];
+        s = kd_generate(ctx, p, &g, out);
+        TEST_CHECK(s == KD_OK, "case %d (%s) generate: %s", i, kind, kd_ctx_last_error(ctx));
+        if (s == KD_OK) {
+            size_t per = (size_t)out[0].width * out[0].height * 3;
+            int maxd = per * (size_t)g.num_images == ni ? 0 : 999;
+            for (int k = 0; k < g.num_images && maxd < 999; k++)
+                for (size_t j = 0; j < per; j++) {
+                    int d = abs((int)out[k].data[j] - (int)iref[k * per + j]);
+                    if (d > maxd) maxd = d;
+                }
+            TEST_CHECK(maxd <= 2, "case %d (%s) %dx%d: max pixel difference %d/255", i, kind, out[0].width,
+                       out[0].height, maxd);
+            printf("  ok case %d %-10s %dx%d x%d: max pixel difference %d/255\n", i, kind, out[0].width, out[0].height,
+                   g.num_images, maxd);
+            for (int k = 0; k < g.num_images; k++) kd_image_free(&out[k]);
+        }
+        free(emb);
+        free(nemb);
+    }
+    kd_image_free(&init);
+    kd_image_free(&mask);
+    kd_image_free(&hint);
+    for (int k = 0; k < 8; k++) kd_image_free(&mix_img[k]);
+}
+
+static void test_bad_inputs(kd_ctx *ctx, kd_pipeline *base, kd_pipeline *inpaint) {
+    kd_image init = {0}, out[2];
+    if (!load_input(ctx, "init_97x61.png", &init)) return;
+    kd_gen_params g = kd_gen_params_default();
+    g.prompt = "x";
+    g.width = g.height = 32;
+    g.steps = 4, g.prior_steps = 2;
+    g.init_image = &init;
+    g.strength = 1.5f;
+    TEST_CHECK(kd_generate(ctx, base, &g, out) == KD_ERR_INVALID_ARG && strstr(kd_ctx_last_error(ctx), "strength"),
+               "strength 1.5: %s", kd_ctx_last_error(ctx));
+    g.strength = 0.1f; /* int(4 × 0.1) = 0 steps left */
+    TEST_CHECK(kd_generate(ctx, base, &g, out) == KD_ERR_INVALID_ARG && strstr(kd_ctx_last_error(ctx), "strength"),
+               "strength too low for the steps: %s", kd_ctx_last_error(ctx));
+    g.strength = 0.5f;
+    g.mask_image = &init;
+    TEST_CHECK(kd_generate(ctx, base, &g, out) == KD_ERR_INVALID_ARG && strstr(kd_ctx_last_error(ctx), "inpainting"),
+               "mask with the text2img decoder: %s", kd_ctx_last_error(ctx));
+    g.init_image = NULL;
+    TEST_CHECK(kd_generate(ctx, inpaint, &g, out) == KD_ERR_INVALID_ARG && strstr(kd_ctx_last_error(ctx), "mask"),
+               "mask without an image: %s", kd_ctx_last_error(ctx));
+    g.init_image = &init;
+    g.width = 30; /* not a multiple of f² = 4 */
+    TEST_CHECK(kd_generate(ctx, inpaint, &g, out) == KD_ERR_INVALID_ARG && strstr(kd_ctx_last_error(ctx), "multiples"),
+               "inpaint size 30: %s", kd_ctx_last_error(ctx));
+    g = kd_gen_params_default();
+    g.prompt = "x";
+    g.width = g.height = 32;
+    g.steps = 2, g.prior_steps = 2;
+    g.hint_image = &init;
+    TEST_CHECK(kd_generate(ctx, base, &g, out) == KD_ERR_INVALID_ARG && strstr(kd_ctx_last_error(ctx), "ControlNet"),
+               "hint with the text2img decoder: %s", kd_ctx_last_error(ctx));
+    g.hint_image = NULL;
+    kd_mix_item both = {.text = "a", .image = &init, .weight = 1};
+    g.mix = &both;
+    g.n_mix = 1;
+    TEST_CHECK(kd_generate(ctx, base, &g, out) == KD_ERR_INVALID_ARG && strstr(kd_ctx_last_error(ctx), "exactly one"),
+               "mix item with text and image: %s", kd_ctx_last_error(ctx));
+    g.mix = NULL;
+    TEST_CHECK(kd_generate(ctx, base, &g, out) == KD_ERR_INVALID_ARG, "mix count without a list: %s",
+               kd_ctx_last_error(ctx));
+    kd_image_free(&init);
+}
+
+int main(void) {
+    char prior[600], dec[4][600], cases[600], json[600];
+    const char *names[4] = {"decoder", "decoder_inpaint", "decoder_controlnet", "decoder"};
+    snprintf(prior, sizeof prior, "%s/prior", kt_data_path("pipeline22"));
+    for (int k = 0; k < 4; k++) snprintf(dec[k], sizeof dec[k], "%s/%s", kt_data_path("pipeline22"), names[k]);
+    snprintf(cases, sizeof cases, "%s/variants.safetensors", kt_data_path("pipeline22"));
+    snprintf(json, sizeof json, "%s/variants.json", kt_data_path("pipeline22"));
+    kd_ctx *ctx = NULL;
+    if (kd_ctx_create(NULL, &ctx) != KD_OK) return 1;
+    kd_pipeline *p[3] = {0};
+    for (int k = 0; k < 3; k++)
+        TEST_CHECK(kd_pipeline_load(ctx, prior, dec[k], 0, &p[k]) == KD_OK, "load %s: %s", dec[k], kd_ctx_last_error(ctx));
+    kd_st_file *f = NULL;
+    kd_err e;
+    TEST_CHECK(kd_st_open(cases, &f, &e) == KD_OK, "open %s: %s", cases, e.msg);
+    char *text = read_text(json);
+    cJSON *list = text ? cJSON_Parse(text) : NULL;
+    TEST_CHECK(cJSON_IsArray(list), "read %s", json);
+    if (p[0] && p[1] && p[2] && f && list) {
+        for (int i = 0; i < cJSON_GetArraySize(list); i++) {
+            const cJSON *c = cJSON_GetArrayItem(list, i);
+            const char *kind = str(c, "kind");
+            kd_pipeline *pp = !strcmp(kind, "inpaint") ? p[1] : !strcmp(kind, "controlnet") ? p[2] : p[0];
+            run_case(ctx, pp, f, i, c);
+        }
+        test_bad_inputs(ctx, p[0], p[1]);
+    }
+    cJSON_Delete(list);
+    free(text);
+    kd_st_close(f);
+    for (int k = 0; k < 3; k++) kd_pipeline_free(p[k]);
+    kd_ctx_free(ctx);
+    return kt_finish("test_pipeline22_variants");
+}
