@@ -120,6 +120,41 @@ static void on_progress(void *user, const char *stage, int step, int total) {
 
 /* ---- generate ---- */
 
+#define DEFAULT_PRIOR "kandinsky-community/kandinsky-2-2-prior"
+#define DEFAULT_DECODER "kandinsky-community/kandinsky-2-2-decoder"
+
+/* Download progress of Hub files (kd_model_resolve): one bar per file of 1 MB or more (configs
+ * and tokenizer files flash by unannounced). */
+typedef struct dl_progress {
+    int quiet, ended;
+    double t0;
+    char file[256];
+} dl_progress;
+
+static void on_download(void *user, const char *file, uint64_t done, uint64_t total) {
+    dl_progress *d = user;
+    double t = now_s(), mb = 1024.0 * 1024.0;
+    if (strcmp(d->file, file)) {
+        snprintf(d->file, sizeof d->file, "%s", file);
+        d->t0 = t;
+        d->ended = 0;
+    }
+    if (d->quiet || d->ended || (total && total < 1024 * 1024)) return;
+    double el = t - d->t0;
+    int width = 30, fill = total ? (int)((double)done * width / (double)total) : 0;
+    char bar[64], rate[32] = "";
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    if (el >= 0.2) snprintf(rate, sizeof rate, "%7.1f MB/s", (double)done / el / mb);
+    fprintf(stderr, "\rdownload %-40.40s [%s] %9.1f/%.1f MB %s ", file, bar, (double)done / mb, (double)total / mb,
+            rate);
+    if (total && done >= total) {
+        fputc('\n', stderr);
+        d->ended = 1;
+    }
+    fflush(stderr);
+}
+
 static void usage_generate(FILE *f) {
     fprintf(f,
             "usage: kandinsky generate -p PROMPT [options]\n"
@@ -129,8 +164,13 @@ static void usage_generate(FILE *f) {
             "\n"
             "  -p, --prompt TEXT            what to draw (required)\n"
             "      --negative-prompt TEXT   what to avoid (prior negative prompt)\n"
-            "      --prior DIR              kandinsky-2-2-prior folder   (default: $KD_PRIOR)\n"
-            "      --decoder DIR            kandinsky-2-2-decoder folder (default: $KD_DECODER)\n"
+            "      --prior DIR|ID           prior folder or Hub repo id (org/name[@revision]); default:\n"
+            "                               $KD_PRIOR, else " DEFAULT_PRIOR "\n"
+            "      --decoder DIR|ID         decoder folder or Hub repo id; default: $KD_DECODER,\n"
+            "                               else " DEFAULT_DECODER "\n"
+            "                               (repo ids use the Hugging Face cache, HF_HOME or HF_HUB_CACHE,\n"
+            "                               and download what is missing; HF_HUB_OFFLINE=1: cache only;\n"
+            "                               HF_TOKEN: token for gated repos; HF_ENDPOINT: mirror)\n"
             "  -W, --width N                image width  (512; rounded up to a multiple of 64)\n"
             "  -H, --height N               image height (512)\n"
             "      --steps N                decoder steps (100)\n"
@@ -147,6 +187,8 @@ static void usage_generate(FILE *f) {
             "  -m, --mask FILE              inpainting (with --init-image): white = repaint, black = keep\n"
             "      --invert-mask            black = repaint instead\n"
             "      --hint FILE              ControlNet depth map (controlnet-depth decoder)\n"
+            "      --prior-image FILE       prior emb2emb: start the prior from this image's CLIP embedding\n"
+            "      --prior-strength F       how far the prior moves from it, 0..1 (0.3)\n"
             "      --mix KIND:VALUE:WEIGHT  mix prompts and images, e.g. --mix \"text:a cat:0.7\"\n"
             "                               --mix \"image:photo.png:0.3\" (repeatable; replaces -p)\n"
             "  -t, --threads N              CPU threads (default: KD_THREADS or all cores)\n"
@@ -160,7 +202,7 @@ typedef struct gen_opts {
     kd_gen_params g;
     const char *prior, *decoder, *output;
     int threads, low_memory, quiet, seed_given;
-    const char *init_path, *mask_path, *hint_path;
+    const char *init_path, *mask_path, *hint_path, *prior_image_path;
     const char *mix_spec[MAX_MIX];
     int n_mix;
 } gen_opts;
@@ -241,6 +283,12 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
             o->mask_path = v;
         } else if (!strcmp(a, "--invert-mask")) {
             o->g.invert_mask = 1;
+        } else if (!strcmp(a, "--prior-image")) {
+            NEED_VAL();
+            o->prior_image_path = v;
+        } else if (!strcmp(a, "--prior-strength")) {
+            NEED_VAL();
+            if (parse_float(a, v, &o->g.prior_strength)) return -1;
         } else if (!strcmp(a, "--hint")) {
             NEED_VAL();
             o->hint_path = v;
@@ -271,10 +319,8 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
         fprintf(stderr, "kandinsky: --mask needs the image to paint into (--init-image)\n");
         return -1;
     }
-    if (!o->prior || !o->decoder) {
-        fprintf(stderr, "kandinsky: give the model folders with --prior DIR and --decoder DIR (or KD_PRIOR / KD_DECODER)\n");
-        return -1;
-    }
+    if (!o->prior || !*o->prior) o->prior = DEFAULT_PRIOR; /* resolved (cache / download) in cmd_generate */
+    if (!o->decoder || !*o->decoder) o->decoder = DEFAULT_DECODER;
     return 0;
 }
 
@@ -326,15 +372,16 @@ static int parse_mix(kd_ctx *ctx, const char *spec, kd_mix_item *it, kd_image *i
 }
 
 /* Loads the editing inputs named on the command line. */
-static int load_inputs(kd_ctx *ctx, gen_opts *o, kd_image imgs[3], kd_image *mix_imgs, kd_mix_item *mix,
+static int load_inputs(kd_ctx *ctx, gen_opts *o, kd_image imgs[4], kd_image *mix_imgs, kd_mix_item *mix,
                        char **mix_text) {
-    const char *paths[3] = {o->init_path, o->mask_path, o->hint_path};
-    const char *what[3] = {"--init-image", "--mask", "--hint"};
-    for (int k = 0; k < 3; k++)
+    const char *paths[4] = {o->init_path, o->mask_path, o->hint_path, o->prior_image_path};
+    const char *what[4] = {"--init-image", "--mask", "--hint", "--prior-image"};
+    for (int k = 0; k < 4; k++)
         if (paths[k] && kd_image_read(ctx, paths[k], &imgs[k]) != KD_OK) return fail(ctx, what[k]), -1;
     if (o->init_path) o->g.init_image = &imgs[0];
     if (o->mask_path) o->g.mask_image = &imgs[1];
     if (o->hint_path) o->g.hint_image = &imgs[2];
+    if (o->prior_image_path) o->g.prior_image = &imgs[3];
     for (int k = 0; k < o->n_mix; k++)
         if (parse_mix(ctx, o->mix_spec[k], &mix[k], &mix_imgs[k], &mix_text[k])) return -1;
     o->g.mix = mix;
@@ -377,11 +424,13 @@ static int cmd_generate(int argc, char **argv) {
     if (!o.seed_given) o.g.seed = random_seed();
     kd_ctx *ctx = make_ctx(o.threads);
     if (!ctx) return EXIT_FAIL;
-    kd_image inputs[3] = {{0}}, mix_imgs[MAX_MIX] = {{0}}, imgs[64] = {{0}};
+    kd_image inputs[4] = {{0}}, mix_imgs[MAX_MIX] = {{0}}, imgs[64] = {{0}};
     kd_mix_item mix[MAX_MIX];
     char *mix_text[MAX_MIX] = {0};
     kd_pipeline *p = NULL;
     progress pr = {.quiet = o.quiet};
+    dl_progress dp = {.quiet = o.quiet};
+    char *prior_dir = NULL, *decoder_dir = NULL;
     int rc = 0;
     if (load_inputs(ctx, &o, inputs, mix_imgs, mix, mix_text)) {
         rc = EXIT_USAGE;
@@ -390,8 +439,13 @@ static int cmd_generate(int argc, char **argv) {
     o.g.progress = on_progress;
     o.g.progress_user = &pr;
     fprintf(stderr, "seed %" PRIu64 ", %d threads\n", o.g.seed, kd_ctx_threads(ctx));
+    if (kd_model_resolve(ctx, o.prior, "prior", on_download, &dp, &prior_dir) != KD_OK ||
+        kd_model_resolve(ctx, o.decoder, "decoder", on_download, &dp, &decoder_dir) != KD_OK) {
+        rc = fail(ctx, "finding the models");
+        goto done;
+    }
     double t0 = now_s();
-    if (kd_pipeline_load(ctx, o.prior, o.decoder, o.low_memory, &p) != KD_OK) {
+    if (kd_pipeline_load(ctx, prior_dir, decoder_dir, o.low_memory, &p) != KD_OK) {
         rc = fail(ctx, "loading the models");
         goto done;
     }
@@ -406,7 +460,9 @@ static int cmd_generate(int argc, char **argv) {
 done:
     for (int i = 0; i < 64; i++) kd_image_free(&imgs[i]);
     kd_pipeline_free(p);
-    for (int k = 0; k < 3; k++) kd_image_free(&inputs[k]);
+    free(prior_dir);
+    free(decoder_dir);
+    for (int k = 0; k < 4; k++) kd_image_free(&inputs[k]);
     for (int k = 0; k < MAX_MIX; k++) kd_image_free(&mix_imgs[k]), free(mix_text[k]);
     kd_ctx_free(ctx);
     return rc;

@@ -253,6 +253,10 @@ typedef struct kd_gen_params {
      * the prior's negative prompt; images through CLIP), and prompt is ignored. */
     const kd_mix_item *mix;
     int n_mix;
+    /* Prior emb2emb (KandinskyV22PriorEmb2EmbPipeline): start the prior from this image's CLIP
+     * embedding noised to prior_strength instead of from noise (the prompt still guides it). */
+    const kd_image *prior_image;
+    float prior_strength;         /* 0.3 */
 } kd_gen_params;
 
 kd_gen_params kd_gen_params_default(void);

@@ -73,6 +73,7 @@ check "controlnet" 0 "cn.png" "$BIN" generate --prior "$P" --decoder "$DATA/pipe
 check "controlnet without hint" 1 "hint" "$BIN" generate --prior "$P" --decoder "$DATA/pipeline22/decoder_controlnet" -q -p "a robot" -W 32 -H 32 --steps 2 --prior-steps 2 -o "$TMP/x.png"
 check "mix of prompts" 0 "mix.png" "${gen[@]}" --mix "text:a cat:0.7" --mix "text:a dog: with colon:0.3" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/mix.png"
 check "mix with an image" 0 "mixi.png" "${gen[@]}" --mix "text:a cat:0.7" --mix "image:$IN/mix_40x28.png:0.3" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/mixi.png"
+check "prior emb2emb" 0 "e2e.png" "${gen[@]}" -p "a castle" --prior-image "$IN/mix_40x28.png" --prior-strength 0.5 -W 32 -H 32 --steps 3 --prior-steps 4 -o "$TMP/e2e.png"
 check "bad mix spec" 2 "--mix expects" "${gen[@]}" --mix "text:no weight"
 check "bad mix kind" 2 "kind must be" "${gen[@]}" --mix "video:x.mp4:1"
 

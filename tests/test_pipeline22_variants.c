@@ -2,7 +2,7 @@
  * img2img (strengths 0.3 / 0.6 / 1.0, two images, non-square with diffusers' width/height swap
  * undone in the reference), inpainting (gray and RGB masks of another size than the image), ControlNet
  * depth (hints of the exact size), image mixing (text + image items, negative and zero weights,
- * a prior negative prompt). Prior and decoder share one generator per case, as the diffusers
+ * a prior negative prompt), prior emb2emb (strength 0.5 / 0.8, two images, negative prompt). Prior and decoder share one generator per case, as the diffusers
  * combined pipelines do. Embeddings: rtol 1e-4 of the range; images: max pixel difference <= 2/255.
  * Plus the bad inputs of the issue: strength outside [0, 1], a mask without an image, the wrong
  * decoder for a mask or a hint, an empty mix, a mix item with both text and image. */
@@ -74,6 +74,11 @@ static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, co
     if (!strcmp(kind, "controlnet")) {
         ok &= load_input(ctx, str(c, "hint"), &hint);
         g.hint_image = &hint;
+    }
+    if (!strcmp(kind, "emb2emb")) {
+        ok &= load_input(ctx, str(c, "prior_image"), &init);
+        g.prior_image = &init;
+        g.prior_strength = (float)num(c, "prior_strength");
     }
     if (!strcmp(kind, "mix")) {
         const cJSON *items = cJSON_GetObjectItem(c, "mix");

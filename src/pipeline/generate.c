@@ -22,6 +22,7 @@ kd_gen_params kd_gen_params_default(void) {
         .seed = 0,
         .num_images = 1,
         .strength = 0.3f,
+        .prior_strength = 0.3f,
     };
     return g;
 }

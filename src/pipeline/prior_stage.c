@@ -68,13 +68,14 @@ typedef struct prior_loop {
     const int32_t *mask;
 } prior_loop;
 
-static kd_status denoise(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, prior_loop *lp) {
+static kd_status denoise(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, prior_loop *lp,
+                         int start) {
     kd_sched *s = p->prior_sched;
     int n = kd_sched_num_timesteps(s), batch = lp->cfg ? 2 * lp->rows : lp->rows;
     size_t row_bytes = (size_t)lp->rows * lp->E * sizeof(float);
     const int64_t *ts = kd_sched_timesteps(s);
     kd_sched_shape shape = {lp->rows, lp->E, 1};
-    for (int i = 0; i < n; i++) {
+    for (int i = start; i < n; i++) {
         memcpy(lp->x_in, lp->x, row_bytes);
         if (lp->cfg) memcpy((char *)lp->x_in + row_bytes, lp->x, row_bytes);
         for (int b = 0; b < batch; b++) lp->ts[b] = (float)ts[i];
@@ -86,9 +87,41 @@ static kd_status denoise(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd
         int64_t prev = i + 1 < n ? ts[i + 1] : KD_SCHED_PREV_NONE;
         kd_status st = kd_sched_step_unclip(s, lp->pred, lp->E, ts[i], prev, lp->x, &shape, rng, lp->x, NULL, &ctx->err);
         if (st != KD_OK) return kd_err_prefix(&ctx->err, "prior scheduler");
-        kd_pipe_progress(g, "prior", i + 1, n);
+        kd_pipe_progress(g, "prior", i + 1 - start, n - start);
     }
     return KD_OK;
+}
+
+static kd_status embed_image(kd_ctx *ctx, kd_pipeline *p, const char *cfg, const kd_image *img, float *out);
+static char *processor_config(const kd_pipeline *p);
+
+/* KandinskyV22PriorEmb2EmbPipeline's start: the CLIP embedding of prior_image, as is (diffusers
+ * does not normalise it by clip_mean/std), repeated over the rows and noised to the first
+ * timestep that prior_strength leaves (one randn over all rows). */
+static kd_status init_from_image(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *x,
+                                 int rows, int *start) {
+    int E = kd_prior_embed_dim(p->prior), count;
+    if (!(g->prior_strength >= 0.0f && g->prior_strength <= 1.0f))
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior strength %g is outside [0, 1]", (double)g->prior_strength);
+    KD_TRY(kd_sched_img2img_start(p->prior_sched, g->prior_strength, start, &count, &ctx->err));
+    if (count < 1)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior strength %g leaves no step out of %d",
+                           (double)g->prior_strength, g->prior_steps);
+    float *emb = malloc((size_t)rows * E * sizeof(float)), *noise = malloc((size_t)rows * E * sizeof(float));
+    char *cfg = processor_config(p);
+    kd_status s = emb && noise && cfg ? embed_image(ctx, p, cfg, g->prior_image, emb)
+                                      : kd_ctx_fail(ctx, KD_ERR_OOM, "prior: out of memory");
+    if (s != KD_OK) kd_err_prefix(&ctx->err, "prior image");
+    for (int r = 1; s == KD_OK && r < rows; r++) memcpy(emb + (size_t)r * E, emb, (size_t)E * sizeof(float));
+    if (s == KD_OK) {
+        kd_rng_randn(rng, noise, (size_t)rows * E);
+        s = kd_sched_add_noise(p->prior_sched, emb, noise, (size_t)rows * E, kd_sched_timesteps(p->prior_sched)[*start],
+                               x, &ctx->err);
+    }
+    free(emb);
+    free(noise);
+    free(cfg);
+    return s;
 }
 
 kd_status kd_pipe_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *image_embeds,
@@ -121,14 +154,19 @@ kd_status kd_pipe_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_
         if (!lp.x || !lp.x_in || !lp.pred || !lp.ts) s = kd_ctx_fail(ctx, KD_ERR_OOM, "prior: out of memory");
     }
     if (s == KD_OK) s = kd_sched_set_timesteps(p->prior_sched, g->prior_steps, &ctx->err);
-    if (s == KD_OK) {
+    int start = 0;
+    if (s == KD_OK && g->prior_image) {
+        s = init_from_image(ctx, p, g, rng, lp.x, rows, &start);
+    } else if (s == KD_OK) {
         kd_rng_randn(rng, lp.x, (size_t)rows * E); /* prepare_latents; init_noise_sigma = 1 */
         float sigma = kd_sched_init_noise_sigma(p->prior_sched);
         for (size_t k = 0; k < (size_t)rows * E; k++) lp.x[k] *= sigma;
+    }
+    if (s == KD_OK) {
         lp.embeds = tb.embeds;
         lp.hidden = tb.hidden;
         lp.mask = tb.mask;
-        s = denoise(ctx, p, g, rng, &lp);
+        s = denoise(ctx, p, g, rng, &lp, start);
     }
     if (s == KD_OK) {
         kd_prior_post_process(p->prior, lp.x, rows);
@@ -145,6 +183,13 @@ kd_status kd_pipe_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_
     free(lp.ts);
     text_batch_free(&tb);
     return s;
+}
+
+static char *processor_config(const kd_pipeline *p) {
+    size_t n = strlen(p->prior_dir) + 64;
+    char *cfg = malloc(n);
+    if (cfg) snprintf(cfg, n, "%s/image_processor/preprocessor_config.json", p->prior_dir);
+    return cfg;
 }
 
 /* CLIP embedding of a user image: the folder's CLIPImageProcessor preprocessing (Pillow path, as
@@ -166,18 +211,14 @@ kd_status kd_pipe_mix(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rn
     float *e = malloc(ne * sizeof(float)), *scratch = malloc(ne * sizeof(float));
     kd_status s = e && scratch ? KD_OK : kd_ctx_fail(ctx, KD_ERR_OOM, "mix: out of memory");
     for (size_t k = 0; s == KD_OK && k < ne; k++) image_embeds[k] = 0.0f;
-    char *cfg = NULL;
-    if (s == KD_OK) {
-        size_t n = strlen(p->prior_dir) + 64;
-        cfg = malloc(n);
-        if (cfg) snprintf(cfg, n, "%s/image_processor/preprocessor_config.json", p->prior_dir);
-    }
+    char *cfg = s == KD_OK ? processor_config(p) : NULL;
     for (int i = 0; s == KD_OK && i < g->n_mix; i++) {
         const kd_mix_item *it = &g->mix[i];
         if (it->text) {
             kd_gen_params one = *g;
             one.prompt = it->text;
             one.n_mix = 0;
+            one.prior_image = NULL;
             s = kd_pipe_prior(ctx, p, &one, rng, e, scratch);
         } else {
             s = embed_image(ctx, p, cfg, it->image, e);
@@ -193,6 +234,7 @@ kd_status kd_pipe_mix(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rn
         kd_gen_params zero = *g;
         zero.prompt = "";
         zero.n_mix = 0;
+        zero.prior_image = NULL;
         s = kd_pipe_prior(ctx, p, &zero, rng, scratch, negative_embeds);
     }
     free(cfg);

@@ -86,6 +86,8 @@ def main():
     inputs = os.path.join(root, "inputs")
     make_inputs(inputs)
     prior = KandinskyV22PriorPipeline.from_pretrained(os.path.join(root, "prior"))
+    from diffusers import KandinskyV22PriorEmb2EmbPipeline
+    emb2emb = KandinskyV22PriorEmb2EmbPipeline.from_pretrained(os.path.join(root, "prior"))
     base = os.path.join(root, "decoder")
     img2img = KandinskyV22Img2ImgPipeline.from_pretrained(base)
     unet_i, movq, sched = variant_decoder(root, "decoder_inpaint", in_channels=9)
@@ -110,6 +112,10 @@ def main():
                                        ["text", "a dog", -0.2]], w=32, h=32, steps=4, psteps=3),
         dict(kind="mix", seed=32, mix=[["text", "snow", 1.0], ["image", "init_97x61.png", 0.0]],
              negative="rain", w=48, h=32, steps=4, psteps=3),
+        dict(kind="emb2emb", seed=41, prompt="a castle", prior_image="mix_40x28.png", prior_strength=0.5, w=32,
+             h=32, steps=4, psteps=6),
+        dict(kind="emb2emb", seed=42, prompt="a boat", negative="fog", prior_image="init_97x61.png",
+             prior_strength=0.8, w=48, h=32, steps=4, psteps=5, n=2),
     ]
     tensors = {}
     for i, c in enumerate(cases):
@@ -118,7 +124,12 @@ def main():
         c.setdefault("n", 1)
         c.setdefault("negative", None)
         gen = torch.Generator("cpu").manual_seed(c["seed"])
-        if c["kind"] == "mix":
+        if c["kind"] == "emb2emb":
+            pimg = Image.open(os.path.join(inputs, c["prior_image"])).convert("RGB")
+            emb, neg = emb2emb(c["prompt"], image=pimg, strength=c["prior_strength"], negative_prompt=c["negative"],
+                               num_images_per_prompt=c["n"], num_inference_steps=c["psteps"],
+                               guidance_scale=c["pg"], generator=gen, return_dict=False)
+        elif c["kind"] == "mix":
             items = [x[1] if x[0] == "text" else Image.open(os.path.join(inputs, x[1])).convert("RGB")
                      for x in c["mix"]]
             out = prior.interpolate(items, [x[2] for x in c["mix"]], num_images_per_prompt=c["n"],
