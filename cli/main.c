@@ -186,6 +186,8 @@ static void usage_generate(FILE *f) {
             "      --strength F             how much to change it, 0..1 (0.3)\n"
             "  -m, --mask FILE              inpainting (with --init-image): white = repaint, black = keep\n"
             "      --invert-mask            black = repaint instead\n"
+            "      --soft-mask              blend the result into the original with the gray mask as weights\n"
+            "                               (seamless edges; not in diffusers, off by default)\n"
             "      --hint FILE              ControlNet depth map (controlnet-depth decoder)\n"
             "      --prior-image FILE       prior emb2emb: start the prior from this image's CLIP embedding\n"
             "      --prior-strength F       how far the prior moves from it, 0..1 (0.3)\n"
@@ -283,6 +285,8 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
             o->mask_path = v;
         } else if (!strcmp(a, "--invert-mask")) {
             o->g.invert_mask = 1;
+        } else if (!strcmp(a, "--soft-mask")) {
+            o->g.soft_mask = 1;
         } else if (!strcmp(a, "--prior-image")) {
             NEED_VAL();
             o->prior_image_path = v;

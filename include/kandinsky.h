@@ -245,6 +245,11 @@ typedef struct kd_gen_params {
      * resized (Lanczos) to width × height, converted to gray and thresholded at 50 %. */
     const kd_image *mask_image;
     int invert_mask;
+    /* Beyond diffusers: after decoding, blend the result with the original image in pixel space
+     * using the gray mask as a weight (out = keep·original + (1 − keep)·generated, keep = 1 − gray/255,
+     * or gray/255 with invert_mask), so soft mask edges give seamless transitions. Off by default
+     * (the default output is diffusers'). */
+    int soft_mask;
     /* ControlNet depth (KandinskyV22ControlnetPipeline, needs the controlnet-depth decoder): the
      * depth map as an image (gray or RGB, white = near); resized to the output size if needed. */
     const kd_image *hint_image;

@@ -137,6 +137,35 @@ static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, co
     for (int k = 0; k < 8; k++) kd_image_free(&mix_img[k]);
 }
 
+/* Soft mask: where the mask is black the output is the (resized) original, where it is white the
+ * generated pixel, in between a weighted mix; the default output stays diffusers'. */
+static void test_soft_mask(kd_ctx *ctx, kd_pipeline *inpaint) {
+    kd_image init = {0}, mask = {0}, plain[1], soft[1];
+    if (!load_input(ctx, "init_97x61.png", &init) || !load_input(ctx, "mask_50x40.png", &mask)) return;
+    kd_gen_params g = kd_gen_params_default();
+    g.prompt = "a ball";
+    g.width = g.height = 32;
+    g.steps = 3, g.prior_steps = 2;
+    g.init_image = &init;
+    g.mask_image = &mask;
+    int ok = kd_generate(ctx, inpaint, &g, plain) == KD_OK;
+    g.soft_mask = 1;
+    ok = ok && kd_generate(ctx, inpaint, &g, soft) == KD_OK;
+    TEST_CHECK(ok, "soft mask runs: %s", kd_ctx_last_error(ctx));
+    if (!ok) return;
+    /* mask_50x40: white rectangle [12..35] × [8..27] scaled to 32×32 → x 8..22, y 6..22 */
+    int inside = (16 * 32 + 16) * 3, corner = (1 * 32 + 1) * 3, same_inside = 1;
+    for (int c = 0; c < 3; c++) same_inside &= soft[0].data[inside + c] == plain[0].data[inside + c];
+    TEST_CHECK(same_inside, "soft mask keeps the generated pixel where the mask is white");
+    int differs = 0;
+    for (int c = 0; c < 3; c++) differs |= soft[0].data[corner + c] != plain[0].data[corner + c];
+    TEST_CHECK(differs, "soft mask puts the original back where the mask is black");
+    kd_image_free(&plain[0]);
+    kd_image_free(&soft[0]);
+    kd_image_free(&init);
+    kd_image_free(&mask);
+}
+
 static void test_bad_inputs(kd_ctx *ctx, kd_pipeline *base, kd_pipeline *inpaint) {
     kd_image init = {0}, out[2];
     if (!load_input(ctx, "init_97x61.png", &init)) return;
@@ -207,6 +236,7 @@ int main(void) {
             run_case(ctx, pp, f, i, c);
         }
         test_bad_inputs(ctx, p[0], p[1]);
+        test_soft_mask(ctx, p[1]);
     }
     cJSON_Delete(list);
     free(text);

@@ -201,6 +201,29 @@ static kd_status prepare_decoder(kd_ctx *ctx, kd_pipeline *p, const kd_gen_param
     return KD_OK;
 }
 
+/* Soft-mask compositing (see kd_gen_params.soft_mask): the original and the gray mask at the output
+ * size (Pillow bicubic with reducing_gap 1 and Lanczos, as the inpainting preprocessing), blended
+ * per pixel and rounded. */
+static kd_status soft_blend(kd_ctx *ctx, const kd_gen_params *g, kd_image *out) {
+    kd_image orig = {0}, rgb = {0}, m = {0}, gray = {0};
+    kd_status s = kd_image_to_rgb(g->init_image, &rgb, &ctx->err);
+    if (s == KD_OK) s = kd_image_resize(&rgb, out->width, out->height, KD_RESAMPLE_BICUBIC, 1.0, &orig, &ctx->err);
+    if (s == KD_OK) s = kd_image_resize(g->mask_image, out->width, out->height, KD_RESAMPLE_LANCZOS, 0.0, &m, &ctx->err);
+    if (s == KD_OK) s = kd_image_to_gray(&m, &gray, &ctx->err);
+    for (size_t k = 0; s == KD_OK && k < (size_t)out->width * out->height; k++) {
+        float w = gray.data[k] / 255.0f, keep = g->invert_mask ? w : 1.0f - w;
+        for (int c = 0; c < 3; c++) {
+            float v = keep * orig.data[k * 3 + c] + (1.0f - keep) * out->data[k * 3 + c];
+            out->data[k * 3 + c] = (uint8_t)(v + 0.5f);
+        }
+    }
+    kd_image_free(&orig);
+    kd_image_free(&rgb);
+    kd_image_free(&m);
+    kd_image_free(&gray);
+    return s;
+}
+
 static kd_status run_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *emb, float *neg) {
     if (g->n_mix > 0) return kd_pipe_mix(ctx, p, g, rng, emb, neg);
     return kd_pipe_prior(ctx, p, g, rng, emb, neg);
@@ -231,7 +254,10 @@ kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_im
     if (s == KD_OK && !(pixels = malloc((size_t)N * plane * sizeof(float))))
         s = kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory for %d images of %d×%d", N, lw * f, lh * f);
     if (s == KD_OK) s = kd_pipe_decode(ctx, p, g, &rng, emb, emb + (size_t)N * E, lh, lw, &in, pixels);
-    for (int i = 0; s == KD_OK && i < N; i++) s = kd_tensor_to_image(pixels + i * plane, lw * f, lh * f, &images[i], &ctx->err);
+    for (int i = 0; s == KD_OK && i < N; i++) {
+        s = kd_tensor_to_image(pixels + i * plane, lw * f, lh * f, &images[i], &ctx->err);
+        if (s == KD_OK && g->soft_mask && g->mask_image) s = soft_blend(ctx, g, &images[i]);
+    }
     if (s != KD_OK)
         for (int i = 0; i < N; i++) kd_image_free(&images[i]);
     if (p->low_memory) kd_pipe_free_decoder_stage(p);
