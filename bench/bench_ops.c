@@ -15,7 +15,10 @@
  *
  * Output (stdout): tab-separated machine lines
  *   meta<TAB>key<TAB>value
- *   result<TAB>impl<TAB>op<TAB>spec<TAB>median_ms<TAB>min_ms<TAB>reps<TAB>rate<TAB>unit
+ *   result<TAB>impl<TAB>op<TAB>spec<TAB>median_ms<TAB>min_ms<TAB>reps<TAB>rate<TAB>unit<TAB>other_cores
+ * other_cores: how many cores other processes kept busy, on average, during the timed calls
+ * (machine busy time from /proc/stat minus this process's own; -1 if unknown). Above ~0.15 the
+ * numbers of that shape were disturbed.
  * then a human-readable table (lines not starting with "meta"/"result"). */
 #include <cblas.h>
 #include <math.h>
@@ -24,6 +27,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "backend/ops.h"
@@ -42,6 +46,7 @@ typedef struct {
 typedef struct {
     spec_t s;
     double median_ms, min_ms, rate;
+    double other_cores; /* cores other processes kept busy during the timed calls (-1 = unknown) */
     int reps;
     const char *unit;
 } result_t;
@@ -104,6 +109,27 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Busy CPU-seconds of the whole machine (user nice system irq softirq steal from /proc/stat) and
+ * of this process; their difference over the timed calls says what else ran meanwhile. */
+static double machine_busy_s(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7]);
+    fclose(f);
+    if (n != 8) return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)(hz > 0 ? hz : 100);
+}
+
+static double own_cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -247,6 +273,7 @@ static int bench_one(kd_backend *be, const spec_t *s, double min_time, result_t 
     }
     size_t cap = 64, n = 0;
     double *t = malloc(cap * sizeof *t);
+    double busy0 = machine_busy_s(), own0 = own_cpu_s();
     double t_start = now_s();
     while (n < 3 || (now_s() - t_start < min_time && n < 100000)) {
         double t0 = now_s();
@@ -264,6 +291,9 @@ static int bench_one(kd_backend *be, const spec_t *s, double min_time, result_t 
     r->median_ms = 1e3 * med;
     r->min_ms = 1e3 * t[0];
     r->reps = (int)n;
+    double wall = now_s() - t_start, busy1 = machine_busy_s(), own1 = own_cpu_s();
+    r->other_cores = busy0 < 0 || busy1 < 0 ? -1 : ((busy1 - busy0) - (own1 - own0)) / wall;
+    if (r->other_cores < 0 && busy0 >= 0 && busy1 >= 0) r->other_cores = 0;
     r->rate = spec_work(s, &r->unit) / med * 1e-9;
     free(t);
     job_free(&j);
@@ -354,8 +384,8 @@ int main(int argc, char **argv) {
             continue;
         }
         result_t *r = &res[nres++];
-        printf("result\tkd\t%s\t%s\t%.4f\t%.4f\t%d\t%.2f\t%s\n", op_names[r->s.op], r->s.text, r->median_ms,
-               r->min_ms, r->reps, r->rate, r->unit);
+        printf("result\tkd\t%s\t%s\t%.4f\t%.4f\t%d\t%.2f\t%s\t%.2f\n", op_names[r->s.op], r->s.text, r->median_ms,
+               r->min_ms, r->reps, r->rate, r->unit, r->other_cores);
         fflush(stdout);
     }
     struct rusage ru;

@@ -105,18 +105,37 @@ def make_case(op, v, causal):
     raise ValueError(op)
 
 
+def machine_busy_s():
+    """Busy CPU-seconds of the whole machine (user nice system irq softirq steal), as bench_ops."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return -1.0
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def bench_one(spec, min_time):
     op, v, causal = parse_spec(spec)
     fn, work, unit = make_case(op, v, causal)
     fn()  # warm-up
     times = []
+    busy0, own0 = machine_busy_s(), own_cpu_s()
     t_start = time.perf_counter()
     while len(times) < 3 or (time.perf_counter() - t_start < min_time and len(times) < 100000):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - t_start
+    busy1, own1 = machine_busy_s(), own_cpu_s()
+    other = -1.0 if busy0 < 0 or busy1 < 0 else max(0.0, ((busy1 - busy0) - (own1 - own0)) / wall)
     med = statistics.median(times)
-    return op, med * 1e3, min(times) * 1e3, len(times), work / med * 1e-9, unit
+    return op, med * 1e3, min(times) * 1e3, len(times), work / med * 1e-9, unit, other
 
 
 def default_threads():
@@ -165,9 +184,10 @@ def main():
     results = []
     with torch.inference_mode():
         for s in specs:
-            op, med, mn, reps, rate, unit = bench_one(s, min_time)
+            op, med, mn, reps, rate, unit, other = bench_one(s, min_time)
             results.append((op, s, med, mn, reps, rate, unit))
-            print(f"result\ttorch\t{op}\t{s}\t{med:.4f}\t{mn:.4f}\t{reps}\t{rate:.2f}\t{unit}", flush=True)
+            print(f"result\ttorch\t{op}\t{s}\t{med:.4f}\t{mn:.4f}\t{reps}\t{rate:.2f}\t{unit}\t{other:.2f}",
+                  flush=True)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     rss = ru.ru_maxrss
     print(f"meta\tpeak_rss_kb\t{rss}")
