@@ -16,6 +16,11 @@
 #define COL_BUDGET ((int64_t)24 << 20)
 #define SLAB_BUDGET ((int64_t)32 << 20)
 #define WINO_MIN_TILES 100
+/* F(4×4, 3×3) wins only with many tiles AND wide channels (its 6×6 transforms cost more per tile;
+ * measured: U-Net 64² at 384 channels 1.2× faster than F(2×2), 16² and MoVQ's 128-channel maps
+ * slower). */
+#define WINO43_MIN_TILES 512
+#define WINO43_MIN_CHANNELS 256
 
 kd_conv2d_params kd_conv2d_same(int k) {
     kd_conv2d_params p = {1, k / 2, k / 2, k / 2, k / 2};
@@ -80,18 +85,24 @@ static void bias_task(void *arg, int64_t c, int tid) {
     for (int64_t i = 0; i < j->P; i++) y[i] += v;
 }
 
-/* Winograd pays off once there are enough tiles for its 16 GEMMs to be wide; at 8×8 maps the
- * im2col GEMM is faster (measured in bench/, see docs/NOTES.md). KD_CONV_ALGO=im2col|winograd
+/* Winograd pays off once there are enough tiles for its GEMMs to be wide; at 8×8 maps the im2col
+ * GEMM is faster (measured in bench/, see docs/NOTES.md). KD_CONV_ALGO=im2col|winograd|winograd43
  * forces one path (for benchmarks and tests). */
-static int use_winograd(int kh, int kw, const kd_conv2d_params *p, int64_t B, int64_t Ho, int64_t Wo) {
-    if (kh != 3 || kw != 3 || p->stride != 1) return 0;
+enum { ALGO_IM2COL, ALGO_WINO23, ALGO_WINO43 };
+
+static int pick_algo(int kh, int kw, const kd_conv2d_params *p, int64_t B, int64_t Cin, int64_t Cout, int64_t Ho,
+                     int64_t Wo) {
+    if (kh != 3 || kw != 3 || p->stride != 1) return ALGO_IM2COL;
     const char *force = getenv("KD_CONV_ALGO");
-    if (force && !strcmp(force, "im2col")) return 0;
-    if (force && !strcmp(force, "winograd")) return 1;
-    return B * ((Ho + 1) / 2) * ((Wo + 1) / 2) >= WINO_MIN_TILES;
+    if (force && !strcmp(force, "im2col")) return ALGO_IM2COL;
+    if (force && !strcmp(force, "winograd")) return ALGO_WINO23;
+    if (force && !strcmp(force, "winograd43")) return ALGO_WINO43;
+    if (B * ((Ho + 3) / 4) * ((Wo + 3) / 4) >= WINO43_MIN_TILES && Cin >= WINO43_MIN_CHANNELS &&
+        Cout >= WINO43_MIN_CHANNELS)
+        return ALGO_WINO43;
+    return B * ((Ho + 1) / 2) * ((Wo + 1) / 2) >= WINO_MIN_TILES ? ALGO_WINO23 : ALGO_IM2COL;
 }
 
-/* F32 weights w[Cout, K]; output channel planes at y + b·y_bstride + c·P. */
 /* Small maps (the deep U-Net levels: 8×8, 4×4) with batch > 1: one GEMM over the columns of all
  * images, so the weights (up to 27648 × 1536 floats) are streamed and packed once, not per image.
  * tmp[Cout, B·P] is then scattered to y[b, Cout, P]. */
@@ -135,7 +146,11 @@ static kd_status conv_f32(kd_backend *be, float *y, int64_t y_bstride, const flo
                           int64_t H, int64_t W, const float *w, int64_t Cout, int kh, int kw, const float *bias,
                           const kd_conv2d_params *p, int64_t Ho, int64_t Wo, kd_err *e) {
     int64_t P = Ho * Wo, K = Cin * kh * kw;
-    if (use_winograd(kh, kw, p, B, Ho, Wo))
+    int algo = pick_algo(kh, kw, p, B, Cin, Cout, Ho, Wo);
+    if (algo == ALGO_WINO43)
+        return kd_conv3x3_winograd43(be, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, p->pad_top, p->pad_left, Ho,
+                                     Wo, e);
+    if (algo == ALGO_WINO23)
         return kd_conv3x3_winograd(be, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, p->pad_top, p->pad_left, Ho, Wo,
                                    e);
     if (B > 1 && B * P <= MERGE_MAX_COLUMNS)

@@ -9,4 +9,9 @@ kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const
                               int64_t W, const float *w, int64_t Cout, const float *bias, int pad_t, int pad_l,
                               int64_t Ho, int64_t Wo, kd_err *e);
 
+/* Same contract with Winograd F(4×4, 3×3): fewer multiplies, larger transforms (winograd43.c). */
+kd_status kd_conv3x3_winograd43(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
+                                int64_t H, int64_t W, const float *w, int64_t Cout, const float *bias, int pad_t,
+                                int pad_l, int64_t Ho, int64_t Wo, kd_err *e);
+
 #endif
