@@ -29,6 +29,7 @@ typedef struct dec_loop {
     int64_t hw;
     float guidance;
     float *x, *x_in, *out, *model_out, *ts, *embeds, *hint, *noise0, *tmp;
+    float *text_embeds, *text_hidden; /* 2.1: [batch, E], [batch, 77, H] */
     const kd_dec_inputs *in;
 } dec_loop;
 
@@ -92,7 +93,9 @@ static kd_status denoise(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd
     int n = kd_sched_num_timesteps(s), batch = d->cfg ? 2 * d->n : d->n;
     const int64_t *ts = kd_sched_timesteps(s);
     kd_sched_shape shape = {d->n, d->C, d->hw};
-    kd_unet_cond cond = {.timesteps = d->ts, .image_embeds = d->embeds, .hint = d->hint};
+    kd_unet_cond cond = {.timesteps = d->ts, .image_embeds = d->embeds, .hint = d->hint,
+                         .text_embeds = d->text_embeds, .encoder_hidden_states = d->text_hidden,
+                         .text_len = d->text_hidden ? kd_pipe_text21_len() : 0};
     for (int i = start; i < n; i++) {
         build_input(d);
         for (int b = 0; b < batch; b++) d->ts[b] = (float)ts[i];
@@ -162,6 +165,28 @@ static void loop_free(dec_loop *d) {
     free(d->hint);
     free(d->noise0);
     free(d->tmp);
+    free(d->text_embeds);
+    free(d->text_hidden);
+}
+
+/* Kandinsky 2.1: the decoder encodes [negative_prompt or "" ×n ; prompt ×n] (CFG) or [prompt ×n]
+ * with MultilingualCLIP, as KandinskyPipeline._encode_prompt does. */
+static kd_status encode_text(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, dec_loop *d) {
+    int batch = d->cfg ? 2 * d->n : d->n, E = kd_mclip_embed_dim(p->mclip), H = kd_mclip_hidden_size(p->mclip);
+    const char **texts = malloc((size_t)batch * sizeof *texts);
+    d->text_embeds = malloc((size_t)batch * E * sizeof(float));
+    d->text_hidden = malloc((size_t)batch * kd_pipe_text21_len() * H * sizeof(float));
+    if (!texts || !d->text_embeds || !d->text_hidden) {
+        free(texts);
+        return kd_ctx_fail(ctx, KD_ERR_OOM, "decoder: out of memory");
+    }
+    for (int b = 0; b < batch; b++) {
+        int uncond = d->cfg && b < d->n;
+        texts[b] = uncond ? (g->negative_prompt ? g->negative_prompt : "") : g->prompt;
+    }
+    kd_status s = kd_pipe_encode_text21(ctx, p, texts, batch, d->text_embeds, d->text_hidden);
+    free(texts);
+    return s;
 }
 
 /* Buffers, the CFG embedding batch and the CFG hint batch. */
@@ -206,6 +231,7 @@ kd_status kd_pipe_decode(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd
     int start = 0;
     kd_status s = check_unet(ctx, p, &d);
     if (s == KD_OK) s = loop_alloc(ctx, p, &d, image_embeds, negative_embeds, lat_h, lat_w);
+    if (s == KD_OK && p->mclip) s = encode_text(ctx, p, g, &d);
     if (s == KD_OK) {
         s = kd_sched_set_timesteps(p->decoder_sched, g->steps, &ctx->err);
         if (s != KD_OK) kd_err_prefix(&ctx->err, "decoder scheduler");

@@ -73,7 +73,16 @@ kd_status kd_pipe_load_prior_stage(kd_ctx *ctx, kd_pipeline *p) {
     return KD_OK;
 }
 
+static int has_text_encoder(const char *decoder_dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/text_encoder/config.json", decoder_dir);
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
 kd_status kd_pipe_load_decoder_stage(kd_ctx *ctx, kd_pipeline *p) {
+    if (has_text_encoder(p->decoder_dir)) KD_TRY(kd_pipe_load_text21(ctx, p)); /* Kandinsky 2.1 */
     if (!p->unet) LOAD_COMPONENT(kd_unet_load, p->decoder_dir, "unet", &p->unet);
     if (!p->movq) LOAD_COMPONENT(kd_movq_load, p->decoder_dir, "movq", &p->movq);
     if (!p->decoder_sched) KD_TRY(load_sched(ctx, p->decoder_dir, KD_SCHED_AUTO, &p->decoder_sched));
@@ -94,6 +103,7 @@ void kd_pipe_free_prior_stage(kd_pipeline *p) {
 }
 
 void kd_pipe_free_decoder_stage(kd_pipeline *p) {
+    kd_pipe_free_text21(p);
     kd_unet_free(p->unet);
     kd_movq_free(p->movq);
     kd_sched_free(p->decoder_sched);

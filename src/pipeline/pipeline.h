@@ -21,6 +21,8 @@ struct kd_pipeline {
     kd_prior *prior;
     kd_sched *prior_sched;
     /* decoder stage */
+    struct kd_xlmr_tokenizer *xlmr; /* 2.1 only: the decoder reads the prompt too */
+    kd_mclip *mclip;
     kd_unet *unet;
     kd_movq *movq;
     kd_sched *decoder_sched;
@@ -62,6 +64,14 @@ kd_status kd_pipe_load_prior_stage(kd_ctx *ctx, kd_pipeline *p);
 kd_status kd_pipe_load_decoder_stage(kd_ctx *ctx, kd_pipeline *p);
 void kd_pipe_free_prior_stage(kd_pipeline *p);
 void kd_pipe_free_decoder_stage(kd_pipeline *p);
+
+/* Kandinsky 2.1 decoder text conditioning (text21.c): loaded when the decoder folder has a
+ * text_encoder/. texts[rows] → text_embeds [rows, E] and last_hidden_state [rows, 77, H]. */
+kd_status kd_pipe_load_text21(kd_ctx *ctx, kd_pipeline *p);
+void kd_pipe_free_text21(kd_pipeline *p);
+int kd_pipe_text21_len(void);
+kd_status kd_pipe_encode_text21(kd_ctx *ctx, kd_pipeline *p, const char *const *texts, int rows, float *embeds,
+                                float *hidden);
 
 /* Progress report for one step of a stage. */
 void kd_pipe_progress(const kd_gen_params *g, const char *stage, int step, int total);
