@@ -1,6 +1,8 @@
 /* Weight sets: single safetensors files and sharded checkpoints behind one sorted lookup. */
 #include "io/weights.h"
 
+#include "io/torch_zip.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,22 +18,25 @@ typedef struct wentry {
 
 struct kd_weights {
     char *path;
-    kd_st_file **files;
+    kd_st_file **files;   /* a torch .bin file appears as its kd_st_file view (tz[i]->st) */
+    kd_tz_file **tz;      /* per file: the torch zip reader behind it, or NULL for safetensors */
     size_t n_files;
     wentry *ents;  /* sorted by name */
     size_t n;
     kd_config index; /* root == NULL unless sharded */
 };
 
-/* Names tried in a component folder, in order (diffusers' own order, then its fp16 variant). */
+/* Names tried in a component folder, in order (diffusers' own order, then its fp16 variant);
+ * safetensors first, as diffusers prefers them, then PyTorch's torch.save zip files. */
 static const char *const weight_names[] = {
     "diffusion_pytorch_model.safetensors",      "model.safetensors",
     "diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json",
     "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors",
-    "diffusion_pytorch_model.fp16.safetensors.index.json", "model.fp16.safetensors.index.json", NULL};
-static const char *const pickle_names[] = {
-    "diffusion_pytorch_model.bin", "pytorch_model.bin", "diffusion_pytorch_model.bin.index.json",
-    "pytorch_model.bin.index.json", "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin", NULL};
+    "diffusion_pytorch_model.fp16.safetensors.index.json", "model.fp16.safetensors.index.json",
+    "diffusion_pytorch_model.bin", "pytorch_model.bin",
+    "diffusion_pytorch_model.bin.index.json", "pytorch_model.bin.index.json",
+    "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin",
+    "diffusion_pytorch_model.fp16.bin.index.json", "pytorch_model.fp16.bin.index.json", NULL};
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
@@ -70,6 +75,11 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* Files read by the torch.save zip reader (everything else is read as safetensors). */
+static int is_torch_path(const char *path) {
+    return ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth");
+}
+
 static int is_regular_file(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
@@ -90,15 +100,33 @@ static wentry *find_entry(const kd_weights *w, const char *name) {
 
 /* ---- building the lookup ----------------------------------------------------------------- */
 
-static kd_status add_file(kd_weights *w, kd_st_file *f, kd_err *e) {
+/* Takes f (a safetensors file) or t (a torch zip file): exactly one is set. */
+static kd_status add_file(kd_weights *w, kd_st_file *f, kd_tz_file *t, kd_err *e) {
     kd_st_file **files = realloc(w->files, (w->n_files + 1) * sizeof *files);
-    if (!files) {
+    if (files) w->files = files;
+    kd_tz_file **tz = files ? realloc(w->tz, (w->n_files + 1) * sizeof *tz) : NULL;
+    if (tz) w->tz = tz;
+    if (!files || !tz) {
         kd_st_close(f);
+        kd_tz_close(t);
         return kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
     }
-    w->files = files;
-    w->files[w->n_files++] = f;
+    w->files[w->n_files] = t ? &t->st : f;
+    w->tz[w->n_files] = t;
+    w->n_files++;
     return KD_OK;
+}
+
+/* One weights file of either kind, by its extension. */
+static kd_status open_file(kd_weights *w, const char *path, kd_err *e) {
+    if (is_torch_path(path)) {
+        kd_tz_file *t = NULL;
+        KD_TRY(kd_tz_open(path, &t, e));
+        return add_file(w, NULL, t, e);
+    }
+    kd_st_file *f = NULL;
+    KD_TRY(kd_st_open(path, &f, e));
+    return add_file(w, f, NULL, e);
 }
 
 /* Collects every tensor of every file and sorts; a name in two files is an error. */
@@ -125,9 +153,7 @@ static kd_status build_entries(kd_weights *w, kd_err *e) {
 }
 
 static kd_status open_single(kd_weights *w, kd_err *e) {
-    kd_st_file *f;
-    KD_TRY(kd_st_open(w->path, &f, e));
-    KD_TRY(add_file(w, f, e));
+    KD_TRY(open_file(w, w->path, e));
     return build_entries(w, e);
 }
 
@@ -202,10 +228,8 @@ static kd_status open_shards(kd_weights *w, const char *const *shards, size_t n,
     kd_status s = KD_OK;
     for (size_t i = 0; i < n && s == KD_OK; i++) {
         char *p = join_path(dir, shards[i]);
-        kd_st_file *f = NULL;
-        s = p ? kd_st_open(p, &f, e) : kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
+        s = p ? open_file(w, p, e) : kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
         if (s != KD_OK && p) kd_err_prefix(e, "%s: shard '%s'", w->path, shards[i]);
-        if (s == KD_OK) s = add_file(w, f, e);
         free(p);
     }
     free(dir);
@@ -256,15 +280,8 @@ kd_status kd_weights_locate(const char *dir, char **out, kd_err *e) {
         }
         free(p);
     }
-    for (int i = 0; pickle_names[i]; i++) {
-        char *p = join_path(dir, pickle_names[i]);
-        int found = p && is_regular_file(p);
-        free(p);
-        if (found)
-            return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: only PyTorch pickle weights (%s) are there; PyTorch pickles are not supported yet (convert them to safetensors)",
-                           dir, pickle_names[i]);
-    }
-    return kd_errf(e, KD_ERR_NOT_FOUND, "%s: no weights found (looked for diffusion_pytorch_model.safetensors, model.safetensors and their .safetensors.index.json)",
+    return kd_errf(e, KD_ERR_NOT_FOUND, "%s: no weights found (looked for diffusion_pytorch_model.safetensors, model.safetensors, their .bin "
+                                        "(torch.save) forms and their .index.json)",
                    dir);
 }
 
@@ -275,9 +292,9 @@ static kd_status open_path(kd_weights *w, const char *path, kd_err *e) {
     if (S_ISDIR(st.st_mode)) KD_TRY(kd_weights_locate(path, &w->path, e));
     else if (!(w->path = dupstr(path))) return kd_errf(e, KD_ERR_OOM, "out of memory");
     if (ends_with(w->path, ".index.json")) return open_index(w, e);
-    if (ends_with(w->path, ".bin") || ends_with(w->path, ".pt") || ends_with(w->path, ".pth") ||
-        ends_with(w->path, ".ckpt"))
-        return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: PyTorch pickles are not supported yet (convert to safetensors)",
+    if (ends_with(w->path, ".ckpt"))
+        return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: .ckpt checkpoints are not supported yet (their tensor names are not diffusers'; use a diffusers "
+                                              "folder's .safetensors or .bin weights)",
                        w->path);
     return open_single(w, e);
 }
@@ -299,9 +316,13 @@ kd_status kd_weights_open(const char *path, kd_weights **out, kd_err *e) {
 void kd_weights_close(kd_weights *w) {
     if (!w) return;
     for (size_t i = 0; i < w->n; i++) free(w->ents[i].f32);
-    for (size_t i = 0; i < w->n_files; i++) kd_st_close(w->files[i]);
+    for (size_t i = 0; i < w->n_files; i++) {
+        if (w->tz[i]) kd_tz_close(w->tz[i]);
+        else kd_st_close(w->files[i]);
+    }
     free(w->ents);
     free(w->files);
+    free(w->tz);
     kd_config_free(&w->index);
     free(w->path);
     free(w);

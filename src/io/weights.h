@@ -1,6 +1,11 @@
-/* A model's weight set: one safetensors file, or a sharded checkpoint described by a
- * "*.safetensors.index.json" ({"metadata": {...}, "weight_map": {tensor: shard file}}), seen as
- * one name → tensor lookup.
+/* A model's weight set: one safetensors file, one PyTorch torch.save zip file (diffusers'
+ * diffusion_pytorch_model.bin, read without executing anything by io/torch_zip.h), or a sharded
+ * checkpoint described by a "*.safetensors.index.json" or "*.bin.index.json" ({"metadata": {...},
+ * "weight_map": {tensor: shard file}}), seen as one name → tensor lookup. Files ending in .bin,
+ * .pt or .pth (the path given, or a shard) are read as torch.save zip archives, anything else as
+ * safetensors; both give kd_st_tensor views, so get/bind/f32 work the same on either. A .bin
+ * tensor points into the mapping, or (deflated entry, strided view, misaligned start) into a
+ * copy owned by the weight set.
  *
  * Shard names must stay inside the index's folder: plain file names or relative subpaths with
  * no ".." component, no leading '/', no backslash. A tensor found in two shards, or named in
@@ -24,15 +29,18 @@
 
 typedef struct kd_weights kd_weights;
 
-/* path: a .safetensors file, a *.safetensors.index.json, or a component folder, where the first
- * that exists of diffusion_pytorch_model.safetensors, model.safetensors,
+/* path: a .safetensors file, a .bin/.pt/.pth torch.save file, a *.index.json, or a component
+ * folder, where the first that exists of diffusion_pytorch_model.safetensors, model.safetensors,
  * diffusion_pytorch_model.safetensors.index.json, model.safetensors.index.json (then the same
- * with the .fp16 variant infix) is used. A folder with only PyTorch .bin weights gives
- * KD_ERR_UNSUPPORTED. */
+ * with the .fp16 variant infix), then diffusion_pytorch_model.bin, pytorch_model.bin,
+ * diffusion_pytorch_model.bin.index.json, pytorch_model.bin.index.json (then their .fp16
+ * forms) is used: safetensors win when both are there, as in diffusers. A .bin that is not a
+ * zip archive (torch.save before 1.6 or with _use_new_zipfile_serialization=False) and a .ckpt
+ * give KD_ERR_UNSUPPORTED. */
 kd_status kd_weights_open(const char *path, kd_weights **out, kd_err *e);
 void kd_weights_close(kd_weights *w);
 /* The weights file kd_weights_open would use in a folder (malloc'd, caller frees): KD_ERR_NOT_FOUND
- * if there is none, KD_ERR_UNSUPPORTED if there are only PyTorch pickles. */
+ * if there is none. */
 kd_status kd_weights_locate(const char *dir, char **out, kd_err *e);
 
 /* The file that was opened (the .safetensors or the index), as used in messages. */
@@ -49,8 +57,9 @@ const kd_st_tensor *kd_weights_at(const kd_weights *w, size_t i);
 /* 1 if the i-th tensor was bound or converted since open. */
 int kd_weights_used_at(const kd_weights *w, size_t i);
 
-/* The safetensors files behind the set (1 unless sharded), and the parsed index (NULL unless
- * sharded). */
+/* The files behind the set (1 unless sharded), and the parsed index (NULL unless sharded). A
+ * torch .bin file appears as a kd_st_file view (path, size, tensors, lookup; no metadata, data
+ * NULL): see kd_tz_file.st. */
 size_t kd_weights_n_files(const kd_weights *w);
 const kd_st_file *kd_weights_file(const kd_weights *w, size_t i);
 const kd_config *kd_weights_index(const kd_weights *w);
