@@ -45,6 +45,7 @@ static uint8_t *read_all(const char *path, size_t *n) {
 }
 
 static int write_all(const char *path, const void *p, size_t n) {
+    if (!p) return 0;
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
     size_t w = fwrite(p, 1, n, f);
