@@ -1,0 +1,134 @@
+"""Tiny random-weight Kandinsky 2.1 prior + decoder in the published layouts and end-to-end outputs
+of diffusers' KandinskyPriorPipeline + KandinskyPipeline with ONE generator (as
+KandinskyCombinedPipeline: the negative prompt goes to both stages), prompts in several scripts.
+
+  tests/data/pipeline21/prior/    prior, text_encoder, image_encoder, image_processor, scheduler:
+                                  symlinks to the 2.2 tiny prior's; tokenizer/ pads with "!" like
+                                  the 2.1 prior (files shared with tests/data/clip_tokenizer)
+  tests/data/pipeline21/decoder/  text_encoder/ (MultilingualCLIP), tokenizer/ (a copy of the
+                                  tests/data/xlmr_tokenizer/m2k SentencePiece model), unet/ (2.1
+                                  text_image U-Net), scheduler/ (2.1 DDIM), movq/ (symlink)
+  tests/data/pipeline21/cases.safetensors + cases.json
+Run gen_pipeline.py and gen_xlmr_tokenizer.py first.
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, KandinskyPipeline, KandinskyPriorPipeline, UNet2DConditionModel, VQModel
+from diffusers.pipelines.kandinsky.text_encoder import MCLIPConfig, MultilingualCLIP
+from safetensors.torch import load_file, save_file
+from transformers import XLMRobertaTokenizerFast
+
+E, H = 16, 32
+
+
+def randomize(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1:
+                base = 1.0 if ("norm" in name.lower() and name.endswith("weight")) else 0.0
+                p.copy_(base + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5)
+            p.copy_(p.half().float())
+
+
+def link(target, name):
+    if os.path.lexists(name):
+        os.remove(name)
+    os.symlink(target, name)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data"))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    root = os.path.join(a.out, "pipeline21")
+    pdir, ddir = os.path.join(root, "prior"), os.path.join(root, "decoder")
+    os.makedirs(os.path.join(pdir, "tokenizer"), exist_ok=True)
+    for sub in ("prior", "text_encoder", "image_encoder", "image_processor", "scheduler"):
+        link(os.path.join("..", "..", "pipeline22", "prior", sub), os.path.join(pdir, sub))
+    for f in ("vocab.json", "merges.txt"):
+        link(os.path.join("..", "..", "..", "clip_tokenizer", "bpe", f), os.path.join(pdir, "tokenizer", f))
+    for f in ("tokenizer_config.json", "special_tokens_map.json"):
+        src = os.path.join(a.out, "clip_tokenizer", "pad_excl", f)
+        with open(src) as s, open(os.path.join(pdir, "tokenizer", f), "w") as d:
+            d.write(s.read())
+    json.dump({"_class_name": "KandinskyPriorPipeline", "_diffusers_version": "0.42.1",
+               "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+               "image_processor": ["transformers", "CLIPImageProcessor"], "prior": ["diffusers", "PriorTransformer"],
+               "scheduler": ["diffusers", "UnCLIPScheduler"], "text_encoder": ["transformers", "CLIPTextModelWithProjection"],
+               "tokenizer": ["transformers", "CLIPTokenizer"]}, open(os.path.join(pdir, "model_index.json"), "w"), indent=1)
+    prior = KandinskyPriorPipeline.from_pretrained(pdir)
+
+    os.makedirs(ddir, exist_ok=True)
+    # its own copy of the small SentencePiece model (tokenizer fixtures may be regenerated)
+    tdir = os.path.join(ddir, "tokenizer")
+    if os.path.islink(tdir):
+        os.remove(tdir)
+    os.makedirs(tdir, exist_ok=True)
+    if not os.path.exists(os.path.join(tdir, "sentencepiece.bpe.model")):
+        import shutil
+        shutil.copy(os.path.join(a.out, "xlmr_tokenizer", "m2k", "sentencepiece.bpe.model"), tdir)
+    link(os.path.join("..", "..", "pipeline22", "decoder", "movq"), os.path.join(ddir, "movq"))
+    tok = XLMRobertaTokenizerFast.from_pretrained(os.path.join(ddir, "tokenizer"))
+    mclip = MultilingualCLIP(MCLIPConfig(transformerDimSize=H, imageDimSize=E, vocab_size=len(tok), hidden_size=H,
+                                         num_hidden_layers=2, num_attention_heads=4, intermediate_size=40,
+                                         max_position_embeddings=80, type_vocab_size=1, pad_token_id=1)).eval()
+    randomize(mclip, 700)
+    mclip.save_pretrained(os.path.join(ddir, "text_encoder"), safe_serialization=True)
+    unet = UNet2DConditionModel(
+        act_fn="silu", addition_embed_type="text_image", attention_head_dim=8, block_out_channels=[16, 32],
+        cross_attention_dim=E, down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
+        encoder_hid_dim=H, encoder_hid_dim_type="text_image_proj", in_channels=4, layers_per_block=1,
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", norm_num_groups=8, out_channels=8,
+        resnet_time_scale_shift="scale_shift", up_block_types=["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
+        sample_size=16).eval()
+    randomize(unet, 701)
+    unet.save_pretrained(os.path.join(ddir, "unet"), safe_serialization=True)
+    path = os.path.join(ddir, "unet", "diffusion_pytorch_model.safetensors")
+    save_file({k: v.half() for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
+                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+    sched.save_pretrained(os.path.join(ddir, "scheduler"))
+    movq = VQModel.from_pretrained(os.path.join(ddir, "movq"))
+    dec = KandinskyPipeline(text_encoder=mclip, tokenizer=tok, unet=unet, scheduler=sched, movq=movq)
+    json.dump({"_class_name": "KandinskyPipeline", "_diffusers_version": "0.42.1",
+               "movq": ["diffusers", "VQModel"], "scheduler": ["diffusers", "DDIMScheduler"],
+               "text_encoder": ["kandinsky", "MultilingualCLIP"], "tokenizer": ["transformers", "XLMRobertaTokenizerFast"],
+               "unet": ["diffusers", "UNet2DConditionModel"]}, open(os.path.join(ddir, "model_index.json"), "w"), indent=1)
+
+    cases = [
+        dict(seed=0, prompt="a red cat on a chair", negative=None, w=32, h=32, g=4.0, pg=4.0, steps=5, psteps=4),
+        dict(seed=78, prompt="красный кот на стуле", negative="плохое качество", w=48, h=32, g=4.0, pg=4.0, steps=5,
+             psteps=3),
+        dict(seed=2024, prompt="一只坐在椅子上的红猫", negative=None, w=32, h=48, g=1.0, pg=1.0, steps=4, psteps=3),
+        dict(seed=5, prompt="Ein Haus am See 🏠", negative="", w=32, h=32, g=3.0, pg=2.0, steps=4, psteps=3, n=2),
+    ]
+    tensors = {}
+    for i, c in enumerate(cases):
+        c.setdefault("n", 1)
+        g = torch.Generator("cpu").manual_seed(c["seed"])
+        emb, neg = prior(c["prompt"], negative_prompt=c["negative"], num_images_per_prompt=c["n"],
+                         num_inference_steps=c["psteps"], guidance_scale=c["pg"], generator=g, return_dict=False)
+        prompt = [c["prompt"]] * c["n"]
+        img = dec(prompt, image_embeds=emb, negative_image_embeds=neg,
+                  negative_prompt=None if c["negative"] is None else [c["negative"]] * c["n"], width=c["w"],
+                  height=c["h"], num_inference_steps=c["steps"], guidance_scale=c["g"], generator=g,
+                  output_type="np").images
+        u8 = (img * 255).round().astype(np.uint8)
+        tensors[f"case{i}.image_embeds"] = emb.contiguous()
+        tensors[f"case{i}.negative_image_embeds"] = neg.contiguous()
+        tensors[f"case{i}.image"] = torch.from_numpy(u8.astype(np.float32)).contiguous()
+        print(f"case {i}: {u8.shape}")
+    save_file(tensors, os.path.join(root, "cases.safetensors"))
+    json.dump(cases, open(os.path.join(root, "cases.json"), "w"), indent=1, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    main()
