@@ -768,11 +768,14 @@ static void vit_expand(viterbi *v, size_t s) {
         vnode *to = &v->nodes[s - v->base + len];
         if (t->spm) {
             if (t->pieces[id].type == PT_UNUSED) continue;
-            double term = t->pieces[id].type == PT_USER ? (double)((float)len * t->max_score_f) - 0.1
-                                                        : (double)t->pieces[id].score_f;
-            double cand = term + from->score;
-            if (to->start < 0 || cand > to->score) {
-                to->score = (double)(float)cand;
+            /* sentencepiece's source adds in double and stores a float, but the released builds
+             * (pip 0.2.x) behave as float arithmetic throughout: ties such as "s"+"ss" against
+             * "ss"+"s" come out as in float (tests/data/xlmr_tokenizer, prompt "<sss>") */
+            float term = t->pieces[id].type == PT_USER ? (float)((double)((float)len * t->max_score_f) - 0.1)
+                                                       : t->pieces[id].score_f;
+            float cand = term + (float)from->score;
+            if (to->start < 0 || (double)cand > to->score) {
+                to->score = (double)cand;
                 to->start = (int64_t)s;
                 to->id = id;
             }

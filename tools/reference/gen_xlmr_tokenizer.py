@@ -20,17 +20,26 @@ byte fallback off) on a multilingual text it composes from CLDR names that the `
                                   ids as m2k/tokenizer.json with the tokenizers library (checked here, not
                                   stored: tests/test_xlmr_tokenizer.c builds the same file from
                                   m2k/tokenizer.json, which keeps tests/data/xlmr_tokenizer under 2 MB)
-    corpus.txt                    the prompts, one JSON string per line (ensure_ascii)
+    u1k/sentencepiece.bpe.model   not XLM-R's settings, for the code paths XLM-R does not use: unigram, 1000
+                                  pieces, identity normalisation (no charsmap), byte fallback, user-defined
+                                  symbols "<sep>" and "KD", and a few frequent pieces re-typed UNUSED
+    bpe1k/sentencepiece.bpe.model the same as a BPE model (sentencepiece's BPE; transformers 5's
+                                  XLMRobertaTokenizer still runs it as Unigram over the piece scores)
+    corpus.txt                    the prompts, one JSON string per line (non-ASCII characters as UTF-8)
     langs.txt                     one tag per prompt (language / script / category)
     <model>_fast.txt              per prompt the ids of the real tokens (<s> ... </s>) that transformers'
                                   XLMRobertaTokenizer gives with padding="max_length", max_length=77,
                                   truncation=True; the rest of the 77 ids are <pad> = 1 and the attention
                                   mask is 1 exactly on the listed ids (both checked here, then left out)
-    <model>_slow.txt              the same for transformers 4's slow tokenizer, i.e. SentencePiece itself:
+    <model>_slow.txt              the same for transformers 4's slow tokenizer, i.e. SentencePiece itself
+                                  ("=" where it equals the fast line):
                                   sentencepiece.SentencePieceProcessor.encode on the text between special
                                   tokens, the fairseq id mapping (piece id + 1, <unk> 3), <s> ... </s>
                                   (transformers 5 has no sentencepiece-backed XLM-R tokenizer any more)
-    disagreements.txt             the prompts where slow and fast differ, with both token lists
+    disagreements.txt             the prompts where slow and fast differ (m4k, m2k), with both token lists
+    unicode.txt                   per code point whose normalisation is not itself, "CP: fast | slow": the
+                                  tokenizers library's Precompiled normaliser and sentencepiece's normalize()
+                                  (without its leading "▁") with m4k's nmt_nfkc charsmap, as hex code points
 
 The fast reference is computed three ways and must agree: XLMRobertaTokenizer from the .model folder,
 XLMRobertaTokenizer from the tokenizer.json folder, and tokenizers.Tokenizer.from_file(tokenizer.json)
@@ -296,6 +305,13 @@ def long_prompts():
     out.append(("long", "\u0301" * 100 + "x"))
     out.append(("long", "ﬁ" * 120))
     out.append(("long", "ก่" * 150))
+    # single words longer than the C tokenizer's commit span (4096 bytes)
+    rng = random.Random(77)
+    cjk = "".join(PROMPTS["zh"] + PROMPTS["ja"]).replace("，", "").replace("、", "").replace(" ", "")
+    out.append(("long_word", "".join(rng.choice(cjk) for _ in range(3000))))
+    mix = "abcdefghijklmnopqrstuvwxyzабвгдежзийклмнопрстуфхцчшщъыьэюяαβγδεζηθ🐱😀👍🏽ﬁ①Ａ\u0301\u0308"
+    out.append(("long_word", "".join(rng.choice(mix) for _ in range(4000))))
+    out.append(("long_word", "▁" + "ab" * 2500))
     return out
 
 
@@ -323,6 +339,7 @@ def training_text(rng, words_by_loc, n_sentences):
         base = loc.split("_")[0]
         for p in PROMPTS.get(base, []):
             lines += [p] * 20
+    lines += ["KD<sep>" + "".join(rng.choice("KD<sep>xyz") for _ in range(8)) for _ in range(50)]
     locs = sorted(words_by_loc)
     for _ in range(n_sentences):
         loc = rng.choice(locs)
@@ -404,6 +421,9 @@ def build_corpus(words_by_loc):
 # ------------------------------------------------------------------------------------------------
 # references
 
+EXTRA_TAGS = ("special", "meta", "whitespace", "control", "long_word", "empty", "emoji")
+
+
 def slow_ids(sp, text):
     """transformers 4's XLMRobertaTokenizer (slow): split on the added tokens (leftmost; none of XLM-R's is a
     prefix of another), <mask> has lstrip=True (the chunk on its left is rstrip()'d with Python's notion of
@@ -457,20 +477,26 @@ def fast_real(enc_ids, enc_mask):
     return enc_ids[:n]
 
 
-def train(tmp, name, lines, vocab_size, coverage):
+def train(tmp, name, lines, vocab_size, coverage, **extra):
     path = os.path.join(tmp, name + ".txt")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+    opts = dict(model_type="unigram", normalization_rule_name="nmt_nfkc", byte_fallback=False)
+    opts.update(extra)
     spm.SentencePieceTrainer.train(
-        input=path, model_prefix=os.path.join(tmp, name), vocab_size=vocab_size, model_type="unigram",
-        normalization_rule_name="nmt_nfkc", byte_fallback=False, character_coverage=coverage,
-        num_threads=1, shuffle_input_sentence=False, input_sentence_size=0, minloglevel=2)
+        input=path, model_prefix=os.path.join(tmp, name), vocab_size=vocab_size, character_coverage=coverage,
+        num_threads=1, shuffle_input_sentence=False, input_sentence_size=0, minloglevel=2, **opts)
     # the trainer records the temporary paths: name them stably so that reruns give identical files
     m = sentencepiece_model_pb2.ModelProto()
     with open(os.path.join(tmp, name + ".model"), "rb") as f:
         m.ParseFromString(f.read())
     m.trainer_spec.input[:] = [name + ".txt"]
     m.trainer_spec.model_prefix = name
+    if extra.get("byte_fallback"):
+        # a few frequent multi-character pieces become UNUSED (sentencepiece skips them when encoding)
+        unused = [p for p in m.pieces if p.type == 1 and len(p.piece) >= 2][:12:3]
+        for p in unused:
+            p.type = 5
     with open(os.path.join(tmp, name + ".model"), "wb") as f:
         f.write(m.SerializeToString(deterministic=True))
     return os.path.join(tmp, name + ".model")
@@ -494,6 +520,24 @@ def legacy_json(j):
     return j
 
 
+def unicode_table(path, normalizer, sp):
+    hexs = lambda s: " ".join("%X" % ord(c) for c in s)
+    n = 0
+    with open(path, "w", encoding="ascii") as f:
+        for c in range(0x110000):
+            if 0xD800 <= c <= 0xDFFF:
+                continue
+            s = chr(c)
+            fast = normalizer.normalize_str(s)
+            slow = sp.normalize(s)
+            assert slow == "" or slow.startswith("\u2581"), (c, slow)
+            slow = slow[1:]
+            if fast != s or slow != s:
+                f.write("%X: %s | %s\n" % (c, hexs(fast), hexs(slow)))
+                n += 1
+    print("unicode.txt: %d code points normalise to something else" % n)
+
+
 def raw_tokenizer(path):
     t = Tokenizer.from_file(path)
     t.enable_truncation(max_length=MAX_LEN)
@@ -514,7 +558,7 @@ def main():
         p.encode("utf-8")  # no lone surrogates
     with open(os.path.join(out, "corpus.txt"), "w", encoding="utf-8") as f:
         for _, p in corpus:
-            f.write(json.dumps(p, ensure_ascii=True) + "\n")
+            f.write(json.dumps(p, ensure_ascii=False) + "\n")
     with open(os.path.join(out, "langs.txt"), "w", encoding="utf-8") as f:
         for lang, _ in corpus:
             f.write(lang + "\n")
@@ -526,9 +570,15 @@ def main():
     summary = []
     disagreements = []
     try:
-        for name, size, cov, seed, n_sent in (("m4k", 4000, 0.9995, 1, 60000), ("m2k", 2000, 0.99, 2, 30000)):
-            lines = training_text(random.Random(seed), words_by_loc, n_sent)
-            model = train(tmp, name, lines, size, cov)
+        extra_opts = dict(normalization_rule_name="identity", byte_fallback=True, user_defined_symbols=["<sep>", "KD"])
+        for name, size, cov, seed, n_sent, opts in (
+                ("m4k", 4000, 0.9995, 1, 60000, {}), ("m2k", 2000, 0.99, 2, 30000, {}),
+                ("u1k", 1000, 0.98, 3, 8000, extra_opts), ("bpe1k", 1000, 0.98, 4, 8000, dict(extra_opts, model_type="bpe"))):
+            xlmr = not opts
+            # the small extra models see Latin and Cyrillic text only (their characters must fit 1000 pieces)
+            wl = words_by_loc if xlmr else {k: v for k, v in words_by_loc.items() if k in ("en", "de", "fr", "ru", "tr")}
+            lines = training_text(random.Random(seed), wl, n_sent)
+            model = train(tmp, name, lines, size, cov, **opts)
             d = os.path.join(out, name)
             os.makedirs(d, exist_ok=True)
             only_model = os.path.join(tmp, name + "_model")
@@ -540,13 +590,14 @@ def main():
             tok_m.save_pretrained(saved)
             with open(os.path.join(saved, "tokenizer.json"), encoding="utf-8") as f:
                 tj = json.load(f)
-            with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+            jpath = os.path.join(d if xlmr else tmp, "tokenizer.json")  # stored for the XLM-R-like models only
+            with open(jpath, "w", encoding="utf-8") as f:
                 json.dump(tj, f, ensure_ascii=False, separators=(",", ":"))
             only_json = os.path.join(tmp, name + "_json")
             os.makedirs(only_json, exist_ok=True)
-            shutil.copy(os.path.join(d, "tokenizer.json"), os.path.join(only_json, "tokenizer.json"))
+            shutil.copy(jpath, os.path.join(only_json, "tokenizer.json"))
             tok_j = XLMRobertaTokenizer.from_pretrained(only_json)
-            raw = raw_tokenizer(os.path.join(d, "tokenizer.json"))
+            raw = raw_tokenizer(jpath)
             assert len(tok_m) == len(tok_j) == size + 2, (len(tok_m), len(tok_j))
             assert tok_m.mask_token_id == size + 1 and tok_m.pad_token_id == 1
 
@@ -566,21 +617,28 @@ def main():
                 fast.append(a)
                 s = slow_ids(sp, t)
                 slow.append(s)
-                if s != a:
+                if s != a and xlmr:
                     disagreements.append((name, i, corpus[i][0], t, a, s, tok_m.convert_ids_to_tokens(a),
                                           [sp.id_to_piece(x - 1) if 3 < x <= size else str(x) for x in s]))
             assert n_mismatch_3way == 0
-            for kind, rows in (("fast", fast), ("slow", slow)):
-                with open(os.path.join(out, "%s_%s.txt" % (name, kind)), "w") as f:
-                    for r in rows:
-                        f.write(" ".join(map(str, r)) + "\n")
-            n_dis = sum(1 for x in disagreements if x[0] == name)
-            n_trunc = sum(1 for r in fast if len(r) == MAX_LEN)
-            n_unk = sum(1 for r in fast if 3 in r)
+            # the extra models keep every third prompt and the special categories ("-": left out), which
+            # keeps tests/data/xlmr_tokenizer under 2 MB
+            keep = [xlmr or i % 3 == 0 or corpus[i][0] in EXTRA_TAGS for i in range(len(texts))]
+            with open(os.path.join(out, "%s_fast.txt" % name), "w") as f:
+                for r, k in zip(fast, keep):
+                    f.write((" ".join(map(str, r)) if k else "-") + "\n")
+            with open(os.path.join(out, "%s_slow.txt" % name), "w") as f:
+                for r, q, k in zip(slow, fast, keep):
+                    f.write(("-" if not k else "=" if r == q else " ".join(map(str, r))) + "\n")
+            n_dis = sum(1 for r, q, k in zip(slow, fast, keep) if r != q and k)
+            n_trunc = sum(1 for r, k in zip(fast, keep) if len(r) == MAX_LEN and k)
+            n_unk = sum(1 for r, k in zip(fast, keep) if 3 in r and k)
             summary.append("%s: %d pieces, %d prompts, %d truncated, %d with <unk>, slow != fast on %d"
-                           % (name, size, len(texts), n_trunc, n_unk, n_dis))
+                           % (name, size, sum(keep), n_trunc, n_unk, n_dis))
             print(summary[-1])
 
+            if name == "m4k":
+                unicode_table(os.path.join(out, "unicode.txt"), tok_m.backend_tokenizer.normalizer, sp)
             if name == "m2k":
                 lj = legacy_json(tj)
                 lpath = os.path.join(tmp, "legacy.json")
