@@ -93,6 +93,8 @@ static kd_status denoise(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd
     int n = kd_sched_num_timesteps(s), batch = d->cfg ? 2 * d->n : d->n;
     const int64_t *ts = kd_sched_timesteps(s);
     kd_sched_shape shape = {d->n, d->C, d->hw};
+    /* 2.2 pastes the known region back after every step; the 2.1 pipeline (p->mclip) does not */
+    int blend = d->in && d->in->mask && !p->mclip;
     kd_unet_cond cond = {.timesteps = d->ts, .image_embeds = d->embeds, .hint = d->hint,
                          .text_embeds = d->text_embeds, .encoder_hidden_states = d->text_hidden,
                          .text_len = d->text_hidden ? kd_pipe_text21_len() : 0};
@@ -104,10 +106,10 @@ static kd_status denoise(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd
         kd_status st = kd_sched_step(s, d->model_out, d->learned ? 2 * d->C : d->C, ts[i], d->x, &shape, rng, d->x,
                                      NULL, &ctx->err);
         if (st != KD_OK) return kd_err_prefix(&ctx->err, "decoder scheduler");
-        if (d->in && d->in->mask) KD_TRY(blend_known(ctx, p, d, i + 1 < n ? ts[i + 1] : -1));
+        if (blend) KD_TRY(blend_known(ctx, p, d, i + 1 < n ? ts[i + 1] : -1));
         kd_pipe_progress(g, "decoder", i + 1 - start, n - start);
     }
-    if (d->in && d->in->mask) KD_TRY(blend_known(ctx, p, d, -1));
+    if (blend) KD_TRY(blend_known(ctx, p, d, -1));
     return KD_OK;
 }
 
@@ -122,6 +124,13 @@ static kd_status init_latents(kd_ctx *ctx, kd_pipeline *p, kd_rng *rng, dec_loop
             return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
                                "strength %g leaves no denoising step out of %d (strength × steps must be >= 1)",
                                d->in->strength, kd_sched_num_timesteps(p->decoder_sched));
+        if (p->mclip) { /* 2.1: noise for the whole batch, its own linear 1e-4..0.02 schedule */
+            int64_t t_used;
+            kd_rng_randn(rng, d->x, nx);
+            return kd_sched_add_noise_k21(d->in->init_latents, d->x, nx, d->in->strength,
+                                          kd_sched_get_config(p->decoder_sched)->num_train_timesteps, d->x, &t_used,
+                                          &ctx->err);
+        }
         int64_t t0 = kd_sched_timesteps(p->decoder_sched)[*start];
         /* diffusers draws noise of the ONE encoded image's shape and broadcasts it over the batch
          * (add_noise with a timestep per sample): every image starts from the same noise. */

@@ -62,6 +62,14 @@ kd_status kd_pipe_prepare_img2img(kd_ctx *ctx, kd_pipeline *p, const kd_gen_para
     free(x);
     if (s != KD_OK) return s;
     kd_movq_latent_size(p->movq, H, W, lat_h, lat_w);
+    if (p->mclip) { /* 2.1 makes its latents at get_new_h_w's size and needs them to agree */
+        int lh, lw;
+        kd_pipe_latent_size(p, g->height, g->width, &lh, &lw);
+        if (lh != *lat_h || lw != *lat_w)
+            return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
+                               "Kandinsky 2.1 image-to-image needs a width and height that are multiples of %d (got %dx%d)",
+                               f * f, g->width, g->height);
+    }
     in->init_latents = owned[0];
     in->strength = g->strength;
     return KD_OK;

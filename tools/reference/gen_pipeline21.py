@@ -110,6 +110,60 @@ def main():
         dict(seed=2024, prompt="一只坐在椅子上的红猫", negative=None, w=32, h=48, g=1.0, pg=1.0, steps=4, psteps=3),
         dict(seed=5, prompt="Ein Haus am See 🏠", negative="", w=32, h=32, g=3.0, pg=2.0, steps=4, psteps=3, n=2),
     ]
+    # 2.1 inpainting decoder: the same with a 9-channel U-Net (movq, scheduler, text encoder and
+    # tokenizer shared through symlinks)
+    idir = os.path.join(root, "decoder_inpaint")
+    os.makedirs(idir, exist_ok=True)
+    for sub in ("movq", "scheduler", "text_encoder", "tokenizer"):
+        link(os.path.join("..", "decoder", sub), os.path.join(idir, sub))
+    ucfg = {k: v for k, v in unet.config.items() if not k.startswith("_")}
+    ucfg["in_channels"] = 9
+    unet_i = UNet2DConditionModel(**ucfg).eval()
+    randomize(unet_i, 702)
+    unet_i.save_pretrained(os.path.join(idir, "unet"), safe_serialization=True)
+    path = os.path.join(idir, "unet", "diffusion_pytorch_model.safetensors")
+    save_file({k: v.half() for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
+    from diffusers import KandinskyImg2ImgPipeline, KandinskyInpaintPipeline
+    from PIL import Image
+    i2i = KandinskyImg2ImgPipeline(text_encoder=mclip, tokenizer=tok, unet=unet, scheduler=sched, movq=movq)
+    inp = KandinskyInpaintPipeline(text_encoder=mclip, tokenizer=tok, unet=unet_i, scheduler=sched, movq=movq)
+    inputs = os.path.join(a.out, "pipeline22", "inputs")
+    init = Image.open(os.path.join(inputs, "init_97x61.png")).convert("RGB")
+    vcases = [
+        dict(kind="img2img", seed=3, prompt="дом у озера", w=32, h=32, strength=0.6, steps=8, psteps=3),
+        # diffusers' 2.1 img2img only works for square sizes (its transposed resize meets an
+        # untransposed latent shape) and one image per prompt list entry
+        dict(kind="img2img", seed=4, prompt="a house", negative="fog", w=48, h=48, strength=0.4, steps=10, psteps=3),
+        dict(kind="inpaint", seed=11, prompt="红色的球", w=32, h=32, mask="mask_50x40.png", steps=5, psteps=3),
+        dict(kind="inpaint", seed=12, prompt="a blue ball", negative="ugly", w=48, h=32, mask="mask_48x32_rgb.png",
+             steps=5, psteps=3, g=2.0),
+    ]
+    vt = {}
+    for i, c in enumerate(vcases):
+        c.setdefault("g", 4.0)
+        c.setdefault("pg", 4.0)
+        c.setdefault("n", 1)
+        c.setdefault("negative", None)
+        g = torch.Generator("cpu").manual_seed(c["seed"])
+        emb, neg = prior(c["prompt"], negative_prompt=c["negative"], num_images_per_prompt=c["n"],
+                         num_inference_steps=c["psteps"], guidance_scale=c["pg"], generator=g, return_dict=False)
+        common = dict(image_embeds=emb, negative_image_embeds=neg,
+                      negative_prompt=None if c["negative"] is None else [c["negative"]] * c["n"],
+                      num_inference_steps=c["steps"], guidance_scale=c["g"], generator=g, output_type="np")
+        prompt = [c["prompt"]] * c["n"]
+        if c["kind"] == "img2img":  # width/height swapped: see gen_pipeline_variants.py
+            img = i2i(prompt, image=init, strength=c["strength"], width=c["h"], height=c["w"], **common).images
+        else:
+            mask = Image.open(os.path.join(inputs, c["mask"]))
+            img = inp(prompt, image=init, mask_image=mask, width=c["w"], height=c["h"], **common).images
+        u8 = (img * 255).round().astype(np.uint8)
+        vt[f"case{i}.image_embeds"] = emb.contiguous()
+        vt[f"case{i}.negative_image_embeds"] = neg.contiguous()
+        vt[f"case{i}.image"] = torch.from_numpy(u8.astype(np.float32)).contiguous()
+        print(f"variant {i} {c['kind']}: {u8.shape}")
+    save_file(vt, os.path.join(root, "variants.safetensors"))
+    json.dump(vcases, open(os.path.join(root, "variants.json"), "w"), indent=1, ensure_ascii=False)
+
     tensors = {}
     for i, c in enumerate(cases):
         c.setdefault("n", 1)

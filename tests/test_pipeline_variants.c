@@ -1,4 +1,7 @@
-/* Kandinsky 2.2 image editing end to end against diffusers (tools/reference/gen_pipeline_variants.py):
+/* Image editing end to end against diffusers — Kandinsky 2.2 (tools/reference/gen_pipeline_variants.py):
+ * (The 2.1 img2img/inpainting references of tools/reference/gen_pipeline21.py are in
+ * tests/data/pipeline21/variants.*, but our 2.1 img2img and inpainting do not match them yet —
+ * 7/255 and 3/255 — so they are not run here; see docs/NOTES.md.)
  * img2img (strengths 0.3 / 0.6 / 1.0, two images, non-square with diffusers' width/height swap
  * undone in the reference), inpainting (gray and RGB masks of another size than the image), ControlNet
  * depth (hints of the exact size), image mixing (text + image items, negative and zero weights,
@@ -39,7 +42,7 @@ static const float *tensor(const kd_st_file *f, int i, const char *what, size_t 
 
 static int load_input(kd_ctx *ctx, const char *name, kd_image *img) {
     char p[700];
-    snprintf(p, sizeof p, "%s/inputs/%s", kt_data_path("pipeline22"), name);
+    snprintf(p, sizeof p, "%s/inputs/%s", kt_data_path("pipeline22"), name); /* shared by 2.1 and 2.2 */
     return kd_image_read(ctx, p, img) == KD_OK;
 }
 
@@ -210,38 +213,51 @@ static void test_bad_inputs(kd_ctx *ctx, kd_pipeline *base, kd_pipeline *inpaint
     kd_image_free(&init);
 }
 
-int main(void) {
-    char prior[600], dec[4][600], cases[600], json[600];
-    const char *names[4] = {"decoder", "decoder_inpaint", "decoder_controlnet", "decoder"};
-    snprintf(prior, sizeof prior, "%s/prior", kt_data_path("pipeline22"));
-    for (int k = 0; k < 4; k++) snprintf(dec[k], sizeof dec[k], "%s/%s", kt_data_path("pipeline22"), names[k]);
-    snprintf(cases, sizeof cases, "%s/variants.safetensors", kt_data_path("pipeline22"));
-    snprintf(json, sizeof json, "%s/variants.json", kt_data_path("pipeline22"));
-    kd_ctx *ctx = NULL;
-    if (kd_ctx_create(NULL, &ctx) != KD_OK) return 1;
+/* One version's cases; decoders[3] = text2img/img2img, inpainting, ControlNet folder (NULL: none). */
+static void run_version(kd_ctx *ctx, const char *dir, const char *const decoders[3], int extras) {
+    char prior[600], dec[3][600], cases[600], json[600];
+    snprintf(prior, sizeof prior, "%s/prior", kt_data_path(dir));
+    snprintf(cases, sizeof cases, "%s/variants.safetensors", kt_data_path(dir));
+    snprintf(json, sizeof json, "%s/variants.json", kt_data_path(dir));
+    printf("%s\n", dir);
     kd_pipeline *p[3] = {0};
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) {
+        if (!decoders[k]) continue;
+        snprintf(dec[k], sizeof dec[k], "%s/%s", kt_data_path(dir), decoders[k]);
         TEST_CHECK(kd_pipeline_load(ctx, prior, dec[k], 0, &p[k]) == KD_OK, "load %s: %s", dec[k], kd_ctx_last_error(ctx));
+    }
     kd_st_file *f = NULL;
     kd_err e;
     TEST_CHECK(kd_st_open(cases, &f, &e) == KD_OK, "open %s: %s", cases, e.msg);
     char *text = read_text(json);
     cJSON *list = text ? cJSON_Parse(text) : NULL;
     TEST_CHECK(cJSON_IsArray(list), "read %s", json);
-    if (p[0] && p[1] && p[2] && f && list) {
+    if (p[0] && p[1] && f && list) {
         for (int i = 0; i < cJSON_GetArraySize(list); i++) {
             const cJSON *c = cJSON_GetArrayItem(list, i);
             const char *kind = str(c, "kind");
             kd_pipeline *pp = !strcmp(kind, "inpaint") ? p[1] : !strcmp(kind, "controlnet") ? p[2] : p[0];
-            run_case(ctx, pp, f, i, c);
+            TEST_CHECK(pp != NULL, "case %d: a decoder for %s", i, kind);
+            if (pp) run_case(ctx, pp, f, i, c);
         }
-        test_bad_inputs(ctx, p[0], p[1]);
-        test_soft_mask(ctx, p[1]);
+        if (extras) {
+            test_bad_inputs(ctx, p[0], p[1]);
+            test_soft_mask(ctx, p[1]);
+        }
     }
     cJSON_Delete(list);
     free(text);
     kd_st_close(f);
     for (int k = 0; k < 3; k++) kd_pipeline_free(p[k]);
+}
+
+int main(void) {
+    kd_ctx *ctx = NULL;
+    if (kd_ctx_create(NULL, &ctx) != KD_OK) return 1;
+    const char *const v22[3] = {"decoder", "decoder_inpaint", "decoder_controlnet"};
+    const char *const v21[3] = {"decoder", "decoder_inpaint", NULL};
+    run_version(ctx, "pipeline22", v22, 1);
+    (void)v21; /* run_version(ctx, "pipeline21", v21, 0) once 2.1 img2img/inpainting match */
     kd_ctx_free(ctx);
-    return kt_finish("test_pipeline22_variants");
+    return kt_finish("test_pipeline_variants");
 }
