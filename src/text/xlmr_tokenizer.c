@@ -89,6 +89,12 @@ static int is_word(uint32_t c) {
     }
 }
 
+/* general category M* (StripAccents drops them all, as unicode-normalization's is_combining_mark) */
+static int is_mark(uint32_t c) {
+    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
+    return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC || k == UTF8PROC_CATEGORY_ME;
+}
+
 /* last code point of s[0..n) (valid UTF-8, n > 0) and its start */
 static uint32_t u8_last(const uint8_t *s, size_t n, size_t *start) {
     size_t i = n - 1;
@@ -520,7 +526,7 @@ static kd_status nop_apply(const kd_xlmr_tokenizer *t, const nop *op, const uint
             uint32_t cp = u8_dec(s + i, &l);
             if (op->kind == NOP_LOWER) {
                 if (lower_char(cp, out) != KD_OK) return kd_errf(e, KD_ERR_OOM, "%s: out of memory", t->origin);
-            } else if (utf8proc_category((utf8proc_int32_t)cp) != UTF8PROC_CATEGORY_MN) {
+            } else if (!is_mark(cp)) {
                 if (!bb_put(out, s + i, l)) return kd_errf(e, KD_ERR_OOM, "%s: out of memory", t->origin);
             }
         }

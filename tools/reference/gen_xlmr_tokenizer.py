@@ -36,7 +36,17 @@ byte fallback off) on a multilingual text it composes from CLDR names that the `
                                   sentencepiece.SentencePieceProcessor.encode on the text between special
                                   tokens, the fairseq id mapping (piece id + 1, <unk> 3), <s> ... </s>
                                   (transformers 5 has no sentencepiece-backed XLM-R tokenizer any more)
-    disagreements.txt             the prompts where slow and fast differ (m4k, m2k), with both token lists
+    disagreements.txt             the counts, and the prompts where slow and fast differ for m4k with both token lists
+    variants.json                 edits of m2k/tokenizer.json ({name: {top-level key: new value}}; a Precompiled
+                                  normaliser whose charsmap is "$M2K" stands for m2k's) that exercise the
+                                  tokenizer.json components XLM-R itself does not use (NFKC, Lowercase,
+                                  Replace, Strip, Prepend, Metaspace "first"/"never"/split false, no
+                                  WhitespaceSplit, normalised / lstrip / rstrip / single_word added tokens,
+                                  byte fallback, other post-processors)
+    variants_ids.txt              "name index ids..." ("=": as m2k_fast.txt) for every twelfth prompt and the
+                                  special / white-space / full-width / combining ones, per variant: the
+                                  tokenizers library (Tokenizer.from_file, truncation 77, padding) on the
+                                  edited file, which is what the C loader follows for tokenizer.json
     unicode.txt                   per code point whose normalisation is not itself, "CP: fast | slow": the
                                   tokenizers library's Precompiled normaliser and sentencepiece's normalize()
                                   (without its leading "▁") with m4k's nmt_nfkc charsmap, as hex code points
@@ -277,6 +287,7 @@ SPECIAL_PROMPTS = [
     ("special", "\x1c<mask> tail"),
     ("special", "<mask>"),
     ("special", "<sss> <s>> <<s>"),
+    ("special", "cat catalog concat KATZE KATZEN xKATZE KATZE! гор горы  гор\tгор."),
     ("punct", "!!! ??? ... ,,, ;;; ::: --- ___ *** ### @@@ $$$ %%% ^^^ &&& ((( )))"),
     ("punct", "\"quotes\" 'single' “curly” ‘curly’ „low“ «angle» ‹single›"),
     ("punct", "https://example.com/path?query=1&x=2#frag user@example.org"),
@@ -385,7 +396,7 @@ def fuzz_prompts(rng, n):
         chars = "".join(pools)
         out.append(("fuzz", "".join(rng.choice(chars) for _ in range(k))))
     # random code points from every plane that is mostly assigned
-    for i in range(40):
+    for i in range(30):
         k = rng.randint(1, 12)
         s = []
         while len(s) < k:
@@ -406,7 +417,7 @@ def build_corpus(words_by_loc):
     corpus += SPECIAL_PROMPTS
     corpus += long_prompts()
     corpus += composed_prompts(rng, words_by_loc)
-    corpus += fuzz_prompts(rng, 120)
+    corpus += fuzz_prompts(rng, 100)
     # every prompt once more in NFD and in NFKC, for the scripts whose normalisation matters
     extra = []
     for lang, p in corpus:
@@ -421,6 +432,7 @@ def build_corpus(words_by_loc):
 # ------------------------------------------------------------------------------------------------
 # references
 
+VARIANT_TAGS = ("special", "meta", "whitespace", "fullwidth", "combining", "empty")
 EXTRA_TAGS = ("special", "meta", "whitespace", "control", "long_word", "empty", "emoji")
 
 
@@ -538,6 +550,82 @@ def unicode_table(path, normalizer, sp):
     print("unicode.txt: %d code points normalise to something else" % n)
 
 
+PM = {"type": "Precompiled", "precompiled_charsmap": "$M2K"}
+WS_META = {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"},
+                                                 {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}]}
+
+
+def added(content, id_, **kw):
+    d = {"id": id_, "content": content, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+         "special": True}
+    d.update(kw)
+    return d
+
+
+def variants(base):
+    specials = [added("<s>", 0), added("<pad>", 1), added("</s>", 2), added("<unk>", 3)]
+    mask = base["added_tokens"][-1]["id"]
+    return {
+        "mask_normalized_lstrip": {"added_tokens": specials + [added("<mask>", mask, lstrip=True, normalized=True)]},
+        "added_words": {"added_tokens": specials + [added("<mask>", mask),
+                                                   added("cat", mask + 1, special=False, normalized=True),
+                                                   added("KATZE", mask + 2, special=False, rstrip=True, single_word=True),
+                                                   added("гор", mask + 3, special=False, lstrip=True, single_word=True)]},
+        "nfkc_lower": {"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Lowercase"}]}},
+        "nfd_strip_accents": {"normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "NFD"}, {"type": "StripAccents"}, PM]}},
+        "replace_strip_prepend": {"normalizer": {"type": "Sequence", "normalizers": [
+            PM, {"type": "Replace", "pattern": {"String": "a"}, "content": "ä"},
+            {"type": "Strip", "strip_left": True, "strip_right": False},
+            {"type": "Prepend", "prepend": "\u2581"}]}},
+        "replace_space_meta": {"normalizer": {"type": "Sequence", "normalizers": [
+            PM, {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": "\u2581"}]}},
+        "charsmap_lower": {"normalizer": {"type": "Sequence", "normalizers": [PM, {"type": "Lowercase"}]}},
+        "no_normalizer": {"normalizer": None},
+        "meta_first": {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"}, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}]}},
+        "meta_never": {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "WhitespaceSplit"}, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "never", "split": True}]}},
+        "meta_only": {"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}},
+        "meta_nosplit": {"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": False}},
+        "meta_first_only": {"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}},
+        "whitespace_only": {"pre_tokenizer": {"type": "WhitespaceSplit"}},
+        "no_pre_tokenizer": {"pre_tokenizer": None},
+        # "$BYTES": byte_fallback on, and the 256 pieces <0x00>..<0xFF> (score -30) appended to the vocabulary
+        "byte_fallback": {"model": "$BYTES"},
+        "bert_post": {"post_processor": {"type": "BertProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0]}},
+        "template_two": {"post_processor": {"type": "TemplateProcessing",
+                                            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                                       {"SpecialToken": {"id": "<unk>", "type_id": 0}},
+                                                       {"Sequence": {"id": "A", "type_id": 0}},
+                                                       {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+                                            "pair": [], "special_tokens": {
+                                                "<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]},
+                                                "<unk>": {"id": "<unk>", "ids": [3], "tokens": ["<unk>"]},
+                                                "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}},
+        "no_post": {"post_processor": None},
+    }
+
+
+def apply_variant(base, edit):
+    j = json.loads(json.dumps(base))
+    charsmap = base["normalizer"]["precompiled_charsmap"]
+
+    def sub(x):
+        if isinstance(x, dict):
+            return {k: (charsmap if v == "$M2K" else sub(v)) for k, v in x.items()}
+        if isinstance(x, list):
+            return [sub(v) for v in x]
+        return x
+    for k, v in edit.items():
+        if v == "$BYTES":
+            j["model"]["byte_fallback"] = True
+            j["model"]["vocab"] = j["model"]["vocab"] + [["<0x%02X>" % b, -30.0] for b in range(256)]
+        else:
+            j[k] = sub(v)
+    return j
+
+
 def raw_tokenizer(path):
     t = Tokenizer.from_file(path)
     t.enable_truncation(max_length=MAX_LEN)
@@ -640,6 +728,25 @@ def main():
             if name == "m4k":
                 unicode_table(os.path.join(out, "unicode.txt"), tok_m.backend_tokenizer.normalizer, sp)
             if name == "m2k":
+                vs = variants(tj)
+                with open(os.path.join(out, "variants.json"), "w", encoding="utf-8") as f:
+                    json.dump(vs, f, ensure_ascii=False, indent=1, sort_keys=True)
+                    f.write("\n")
+                sub = [i for i in range(len(texts)) if (i % 12 == 0 or corpus[i][0] in VARIANT_TAGS)
+                       and not corpus[i][0].startswith("long")]
+                with open(os.path.join(out, "variants_ids.txt"), "w") as f:
+                    for vn in sorted(vs):
+                        vpath = os.path.join(tmp, "variant.json")
+                        with open(vpath, "w", encoding="utf-8") as g:
+                            json.dump(apply_variant(tj, vs[vn]), g, ensure_ascii=False)
+                        rt = raw_tokenizer(vpath)
+                        enc = rt.encode_batch([texts[i] for i in sub])
+                        n_diff = 0
+                        for i, en in zip(sub, enc):
+                            r = fast_real(en.ids, en.attention_mask)
+                            n_diff += r != fast[i]
+                            f.write("%s %d %s\n" % (vn, i, "=" if r == fast[i] else " ".join(map(str, r))))
+                        print("variant %s: %d of %d prompts tokenise differently from m2k" % (vn, n_diff, len(sub)))
                 lj = legacy_json(tj)
                 lpath = os.path.join(tmp, "legacy.json")
                 with open(lpath, "w", encoding="utf-8") as f:
@@ -655,6 +762,8 @@ def main():
         for line in summary:
             f.write("# " + line + "\n")
         for name, i, lang, t, a, s, at, st in disagreements:
+            if name != "m4k":
+                continue
             f.write("%s #%d [%s] %s\n  fast %s\n  slow %s\n" % (name, i, lang, json.dumps(t, ensure_ascii=False),
                                                               " ".join(at), " ".join(st)))
 
