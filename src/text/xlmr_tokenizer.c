@@ -247,16 +247,15 @@ struct tnode {
 };
 
 typedef struct {
-    uint32_t off, len;
+    const char *s; /* into the pool */
+    uint32_t len;
     int32_t id;
 } tkey;
-
-static const kd_xlmr_tokenizer *g_sort_t; /* qsort context (loading is not re-entrant otherwise) */
 
 static int tkey_cmp(const void *a, const void *b) {
     const tkey *x = a, *y = b;
     size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(g_sort_t->pool + x->off, g_sort_t->pool + y->off, n);
+    int c = memcmp(x->s, y->s, n);
     if (c) return c;
     if (x->len != y->len) return x->len < y->len ? -1 : 1;
     return x->id < y->id ? -1 : x->id > y->id;
@@ -270,18 +269,17 @@ static kd_status build_trie(kd_xlmr_tokenizer *t, int (*keep)(const kd_xlmr_toke
     size_t nk = 0, total = 1;
     for (int i = 0; i < t->n_pieces; i++) {
         if (!keep(t, i) || t->pieces[i].len == 0) continue;
-        k[nk].off = t->pieces[i].off;
+        k[nk].s = t->pool + t->pieces[i].off;
         k[nk].len = t->pieces[i].len;
         k[nk].id = i;
         total += t->pieces[i].len;
         nk++;
     }
-    g_sort_t = t;
     qsort(k, nk, sizeof *k, tkey_cmp);
     /* drop duplicates, keeping the last (highest id) */
     size_t w = 0;
     for (size_t i = 0; i < nk; i++) {
-        if (w && k[w - 1].len == k[i].len && memcmp(t->pool + k[w - 1].off, t->pool + k[i].off, k[i].len) == 0)
+        if (w && k[w - 1].len == k[i].len && memcmp(k[w - 1].s, k[i].s, k[i].len) == 0)
             k[w - 1] = k[i];
         else
             k[w++] = k[i];
@@ -306,9 +304,9 @@ static kd_status build_trie(kd_xlmr_tokenizer *t, int (*keep)(const kd_xlmr_toke
         /* children: one per distinct byte at depth */
         uint32_t first = (uint32_t)n_nodes, nc = 0;
         for (uint32_t i = lo; i < c.hi;) {
-            uint8_t b = (uint8_t)t->pool[k[i].off + c.depth];
+            uint8_t b = (uint8_t)k[i].s[c.depth];
             uint32_t j = i + 1;
-            while (j < c.hi && (uint8_t)t->pool[k[j].off + c.depth] == b) j++;
+            while (j < c.hi && (uint8_t)k[j].s[c.depth] == b) j++;
             t->trie[n_nodes] = (struct tnode){0, 0, b, -1};
             q[qt++] = (qent){(uint32_t)n_nodes, i, j, c.depth + 1};
             n_nodes++;
