@@ -21,28 +21,6 @@
 #include "kandinsky.h"
 #include "testutil.h"
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
-static const float *tensor(const kd_st_file *f, int i, const char *what, size_t *n) {
-    char name[64];
-    snprintf(name, sizeof name, "case%d.%s", i, what);
-    const kd_st_tensor *t = kd_st_find(f, name);
-    if (!t) return NULL;
-    *n = (size_t)kd_tensor_numel(&t->t);
-    return t->t.data;
-}
-
 static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, const cJSON *c) {
     char neg_buf[256];
     kd_gen_params g = kd_gen_params_default();
@@ -60,8 +38,8 @@ static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, co
     g.seed = (uint64_t)cJSON_GetObjectItem(c, "seed")->valuedouble;
 
     size_t ne = 0, nn = 0, ni = 0;
-    const float *eref = tensor(f, i, "image_embeds", &ne), *nref = tensor(f, i, "negative_image_embeds", &nn);
-    const float *iref = tensor(f, i, "image", &ni);
+    const float *eref = kt_case_tensor(f, i, "image_embeds", &ne), *nref = kt_case_tensor(f, i, "negative_image_embeds", &nn);
+    const float *iref = kt_case_tensor(f, i, "image", &ni);
     TEST_CHECK(eref && nref && iref, "case %d: reference tensors", i);
     if (!eref || !nref || !iref) return;
     float *emb = malloc(ne * sizeof(float)), *nemb = malloc(nn * sizeof(float));
@@ -139,7 +117,7 @@ static void run_version(kd_ctx *ctx, const char *dir, int with_errors) {
     kd_st_file *f = NULL;
     kd_err e;
     TEST_CHECK(kd_st_open(cases, &f, &e) == KD_OK, "open %s: %s", cases, e.msg);
-    char *text = read_text(json);
+    char *text = kt_read_text(json);
     cJSON *list = text ? cJSON_Parse(text) : NULL;
     TEST_CHECK(cJSON_IsArray(list), "read %s", json);
     if (p && f && list) {

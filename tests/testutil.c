@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include "io/safetensors.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -106,3 +108,25 @@ uint64_t kt_rand_u64(uint64_t *s) {
 }
 
 float kt_rand_uniform(uint64_t *s) { return (float)((kt_rand_u64(s) >> 40) * (1.0 / 8388608.0) - 1.0); }
+
+char *kt_read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+const float *kt_case_tensor(const struct kd_st_file *f, int i, const char *what, size_t *n) {
+    char name[64];
+    snprintf(name, sizeof name, "case%d.%s", i, what);
+    const kd_st_tensor *t = kd_st_find(f, name);
+    if (!t || t->t.dtype != KD_F32) return NULL;
+    *n = (size_t)kd_tensor_numel(&t->t);
+    return t->t.data;
+}

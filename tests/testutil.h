@@ -32,6 +32,13 @@ const char *kt_tmp_dir(const char *name);
 
 int kt_finish(const char *suite);
 
+/* Whole file as a NUL-terminated string (malloc'd), NULL if unreadable. */
+char *kt_read_text(const char *path);
+
+struct kd_st_file;
+/* Tensor "case<i>.<what>" of a pipeline fixture file (its data, F32), NULL if absent. */
+const float *kt_case_tensor(const struct kd_st_file *f, int i, const char *what, size_t *n);
+
 /* Simple deterministic RNG for tests that need random inputs (not torch-compatible). */
 uint64_t kt_rand_u64(uint64_t *state);
 float kt_rand_uniform(uint64_t *state); /* [-1, 1) */
