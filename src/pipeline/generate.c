@@ -139,6 +139,7 @@ void kd_pipeline_free(kd_pipeline *p) {
     if (!p) return;
     kd_pipe_free_prior_stage(p);
     kd_pipe_free_decoder_stage(p);
+    free(p->zero_embed);
     free(p->prior_dir);
     free(p->decoder_dir);
     free(p);

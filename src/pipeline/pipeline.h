@@ -20,6 +20,8 @@ struct kd_pipeline {
     kd_clip_vision *image_encoder;
     kd_prior *prior;
     kd_sched *prior_sched;
+    float *zero_embed;   /* CLIP embedding of the all-zero image: a constant of the model, cached */
+    int zero_embed_dim;
     /* decoder stage */
     struct kd_xlmr_tokenizer *xlmr; /* 2.1 only: the decoder reads the prompt too */
     kd_mclip *mclip;

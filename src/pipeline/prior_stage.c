@@ -46,18 +46,28 @@ static kd_status encode_texts(kd_ctx *ctx, kd_pipeline *p, const char *const *te
     return kd_clip_text_forward(ctx, p->text_encoder, out->ids, rows, L, out->embeds, out->hidden);
 }
 
-/* The zero-image embedding, repeated over rows. */
+/* The zero-image embedding, repeated over rows; computed once per pipeline (the vision encoder on
+ * zeros costs as much as several prior steps with ViT-bigG). */
 static kd_status zero_embeds(kd_ctx *ctx, kd_pipeline *p, int rows, float *out) {
     int S = kd_clip_vision_image_size(p->image_encoder), E = kd_clip_vision_embed_dim(p->image_encoder);
     if (E != kd_prior_embed_dim(p->prior))
         return kd_ctx_fail(ctx, KD_ERR_SHAPE, "prior: image encoder embeds %d values, the prior %d", E,
                            kd_prior_embed_dim(p->prior));
-    float *zeros = calloc((size_t)3 * S * S, sizeof(float));
-    if (!zeros) return kd_ctx_fail(ctx, KD_ERR_OOM, "prior: out of memory");
-    kd_status s = kd_clip_vision_forward(ctx, p->image_encoder, zeros, 1, out);
-    free(zeros);
-    for (int r = 1; s == KD_OK && r < rows; r++) memcpy(out + (size_t)r * E, out, (size_t)E * sizeof(float));
-    return s;
+    if (!p->zero_embed || p->zero_embed_dim != E) {
+        float *zeros = calloc((size_t)3 * S * S, sizeof(float)), *z = malloc((size_t)E * sizeof(float));
+        kd_status s = zeros && z ? kd_clip_vision_forward(ctx, p->image_encoder, zeros, 1, z)
+                                 : kd_ctx_fail(ctx, KD_ERR_OOM, "prior: out of memory");
+        free(zeros);
+        if (s != KD_OK) {
+            free(z);
+            return s;
+        }
+        free(p->zero_embed);
+        p->zero_embed = z;
+        p->zero_embed_dim = E;
+    }
+    for (int r = 0; r < rows; r++) memcpy(out + (size_t)r * E, p->zero_embed, (size_t)E * sizeof(float));
+    return KD_OK;
 }
 
 typedef struct prior_loop {
