@@ -11,7 +11,7 @@
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/winograd.h"
 
-#define BUDGET ((int64_t)24 << 20)
+#define BUDGET ((int64_t)48 << 20) /* one chunk for the U-Net 32² level (128 tiles × 36 planes × 1536 ch) */
 #define PLANE_PAD 32
 #define RUN_MAX 128
 #define LANES 16
