@@ -47,6 +47,8 @@
 #define DECODER_ID "test-org/kd22-decoder"
 #define EVIL_ID "test-org/evil"
 #define BIG_ID "test-org/big"
+#define BIN_ID "test-org/kd22-controlnet-bin"
+#define BIN_COMMIT "00000000000000000000000000000000000000c2"
 #define PRIOR_COMMIT "0123456789abcdef0123456789abcdef01234567"
 #define DECODER_COMMIT "fedcba9876543210fedcba9876543210fedcba98"
 #define EVIL_COMMIT "00000000000000000000000000000000000000e1"
@@ -527,6 +529,50 @@ static int build_decoder_tree(const char *root) {
     int rc = write_text(dst, idx);
     free(idx);
     return rc;
+}
+
+/* A decoder whose U-Net exists only as a PyTorch .bin, like kandinsky-2-2-controlnet-depth. */
+static int build_bin_tree(const char *root) {
+    char src[8192], dst[8192];
+    const char *from_decoder[] = {"model_index.json", "scheduler/scheduler_config.json", "movq/config.json",
+                                  "movq/diffusion_pytorch_model.safetensors", NULL};
+    for (int i = 0; from_decoder[i]; i++) {
+        snprintf(src, sizeof src, "%s/pipeline22/decoder/%s", data_abs, from_decoder[i]);
+        snprintf(dst, sizeof dst, "%s/%s", root, from_decoder[i]);
+        symlink_abs(src, dst);
+    }
+    const char *from_bin[] = {"config.json", "diffusion_pytorch_model.bin", NULL};
+    for (int i = 0; from_bin[i]; i++) {
+        snprintf(src, sizeof src, "%s/torch_zip/unet_bin/%s", data_abs, from_bin[i]);
+        snprintf(dst, sizeof dst, "%s/unet/%s", root, from_bin[i]);
+        symlink_abs(src, dst);
+    }
+    return 0;
+}
+
+/* .bin-only weights are fetched when no safetensors form exists, found again without requests,
+ * and load. */
+static void test_bin_weights(kd_ctx *ctx) {
+    fresh_home("bin");
+    kd_hub_opts o = fast_opts();
+    kd_err e = {0};
+    char *d = NULL;
+    kd_status s = kd_hub_resolve_pipeline(BIN_ID, "decoder", &o, &d, &e);
+    TEST_CHECK(s == KD_OK, "decoder with a .bin U-Net resolves: %s", e.msg);
+    if (s != KD_OK) return;
+    char p[4600];
+    snprintf(p, sizeof p, "%s/unet/diffusion_pytorch_model.bin", d);
+    TEST_CHECK(access(p, R_OK) == 0, ".bin fetched into the snapshot");
+    kd_unet *u = NULL;
+    snprintf(p, sizeof p, "%s/unet", d);
+    TEST_CHECK(kd_unet_load(ctx, p, &u) == KD_OK && kd_unet_has_hint(u), "the fetched .bin U-Net loads: %s",
+               kd_ctx_last_error(ctx));
+    kd_unet_free(u);
+    free(d);
+    int before = log_count();
+    s = kd_hub_resolve_pipeline(BIN_ID, "decoder", &o, &d, &e);
+    TEST_CHECK(s == KD_OK && log_count() == before, "warm .bin resolution makes no request (%d)", log_count() - before);
+    free(d);
 }
 
 static int build_evil_tree(const char *root) {
@@ -1199,10 +1245,13 @@ int main(void) {
     snprintf(S.repos[2].root, sizeof S.repos[2].root, "%s/evil/repo", served);
     S.repos[3].id = BIG_ID, S.repos[3].commit = BIG_COMMIT;
     snprintf(S.repos[3].root, sizeof S.repos[3].root, "%s/big", served);
-    S.n_repos = 4;
+    S.repos[4].id = BIN_ID, S.repos[4].commit = BIN_COMMIT;
+    snprintf(S.repos[4].root, sizeof S.repos[4].root, "%s/bin", served);
+    S.n_repos = 5;
     TEST_CHECK(build_decoder_tree(S.repos[1].root) == 0, "served decoder tree");
     TEST_CHECK(build_evil_tree(S.repos[2].root) == 0, "served evil tree");
     TEST_CHECK(build_big_tree(S.repos[3].root) == 0, "served big tree");
+    TEST_CHECK(build_bin_tree(S.repos[4].root) == 0, "served .bin tree");
     if (server_start() != 0) {
         TEST_CHECK(0, "cannot start the local HTTP server: %s", strerror(errno));
         return kt_finish("test_hub");
@@ -1233,6 +1282,7 @@ int main(void) {
     test_evil_shards();
     test_pinning();
     test_json_cap();
+    test_bin_weights(ctx);
     test_cli_download();
     printf("  server handled %d requests\n", log_count());
     server_stop();

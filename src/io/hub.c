@@ -1269,6 +1269,12 @@ static const char *kind_weights(kd_hub_kind k) {
                                       : NULL;
 }
 
+/* PyTorch pickle weights some published components ship instead (the ControlNet-depth U-Net has
+ * only diffusion_pytorch_model.bin); fetched when neither safetensors form exists. */
+static const char *kind_bin(kd_hub_kind k) {
+    return k == KD_HUB_DIFFUSERS ? "diffusion_pytorch_model.bin" : k == KD_HUB_TRANSFORMERS ? "pytorch_model.bin" : NULL;
+}
+
 typedef struct str_list {
     char **v;
     size_t n;
@@ -1352,6 +1358,8 @@ static kd_status component_missing(kd_hub_repo *r, const char *comp, kd_hub_kind
     if (!w) return KD_OK;
     snprintf(buf, sizeof buf, "%s/%s", comp, w);
     if (present(r, buf)) return KD_OK;
+    snprintf(buf, sizeof buf, "%s/%s", comp, kind_bin(kind));
+    if (present(r, buf)) return KD_OK;
     snprintf(buf, sizeof buf, "%s/%s.index.json", comp, w);
     if (!present(r, buf)) {
         snprintf(buf, sizeof buf, "%s/%s", comp, w);
@@ -1399,9 +1407,14 @@ static kd_status fetch_component(kd_hub_repo *r, const char *comp, kd_hub_kind k
         KD_TRY(fetch_one(r, single, 1, &found, e));
         if (found) return KD_OK;
         KD_TRY(fetch_one(r, index, 1, &found, e));
-        if (!found)
-            return kd_errf(e, KD_ERR_NOT_FOUND, "%s (commit %s) has neither %s nor %s", r->repo_id, r->commit, single,
-                           index);
+        if (!found) {
+            char bin[MAX_RELPATH + 128];
+            snprintf(bin, sizeof bin, "%s/%s", comp, kind_bin(kind));
+            KD_TRY(fetch_one(r, bin, 1, &found, e));
+            if (found) return KD_OK;
+            return kd_errf(e, KD_ERR_NOT_FOUND, "%s (commit %s) has none of %s, %s, %s", r->repo_id, r->commit, single,
+                           index, bin);
+        }
     }
     str_list shards;
     KD_TRY(read_shards(r, comp, index, &shards, e));
