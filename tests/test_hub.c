@@ -49,6 +49,8 @@
 #define BIG_ID "test-org/big"
 #define BIN_ID "test-org/kd22-controlnet-bin"
 #define BIN_COMMIT "00000000000000000000000000000000000000c2"
+#define V21_ID "test-org/kd21-decoder"
+#define V21_COMMIT "00000000000000000000000000000000000000d3"
 #define PRIOR_COMMIT "0123456789abcdef0123456789abcdef01234567"
 #define DECODER_COMMIT "fedcba9876543210fedcba9876543210fedcba98"
 #define EVIL_COMMIT "00000000000000000000000000000000000000e1"
@@ -548,6 +550,54 @@ static int build_bin_tree(const char *root) {
         symlink_abs(src, dst);
     }
     return 0;
+}
+
+/* A Kandinsky 2.1 decoder: its model_index.json names a text_encoder, so the resolver also fetches
+ * text_encoder/ and the XLM-R tokenizer; the result loads as a 2.1 pipeline. */
+static int build_v21_tree(const char *root) {
+    char src[8192], dst[8192];
+    const char *files[] = {"model_index.json", "scheduler/scheduler_config.json", "unet/config.json",
+                           "unet/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+                           "text_encoder/model.safetensors", "tokenizer/sentencepiece.bpe.model", "movq/config.json",
+                           "movq/diffusion_pytorch_model.safetensors", NULL};
+    for (int i = 0; files[i]; i++) {
+        snprintf(src, sizeof src, "%s/pipeline21/decoder/%s", data_abs, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", root, files[i]);
+        symlink_abs(src, dst);
+    }
+    return 0;
+}
+
+static void test_v21_decoder(kd_ctx *ctx) {
+    fresh_home("v21");
+    kd_hub_opts o = fast_opts();
+    kd_err e = {0};
+    char *d = NULL;
+    kd_status s = kd_hub_resolve_pipeline(V21_ID, "decoder", &o, &d, &e);
+    TEST_CHECK(s == KD_OK, "2.1 decoder resolves: %s", e.msg);
+    if (s != KD_OK) return;
+    char p[4600], prior[4600];
+    snprintf(p, sizeof p, "%s/tokenizer/sentencepiece.bpe.model", d);
+    TEST_CHECK(access(p, R_OK) == 0, "XLM-R tokenizer fetched");
+    snprintf(p, sizeof p, "%s/text_encoder/model.safetensors", d);
+    TEST_CHECK(access(p, R_OK) == 0, "text encoder fetched");
+    snprintf(prior, sizeof prior, "%s/pipeline21/prior", data_abs);
+    kd_pipeline *pl = NULL;
+    s = kd_pipeline_load(ctx, prior, d, 0, &pl);
+    TEST_CHECK(s == KD_OK, "the resolved 2.1 decoder loads: %s", kd_ctx_last_error(ctx));
+    kd_gen_params g = kd_gen_params_default();
+    g.prompt = "дом";
+    g.width = g.height = 32;
+    g.steps = 2, g.prior_steps = 2;
+    kd_image img[1];
+    if (pl) TEST_CHECK(kd_generate(ctx, pl, &g, img) == KD_OK, "2.1 generate: %s", kd_ctx_last_error(ctx));
+    if (pl) kd_image_free(&img[0]);
+    kd_pipeline_free(pl);
+    free(d);
+    int before = log_count();
+    s = kd_hub_resolve_pipeline(V21_ID, "decoder", &o, &d, &e);
+    TEST_CHECK(s == KD_OK && log_count() == before, "warm 2.1 resolution makes no request (%d)", log_count() - before);
+    free(d);
 }
 
 /* .bin-only weights are fetched when no safetensors form exists, found again without requests,
@@ -1247,11 +1297,14 @@ int main(void) {
     snprintf(S.repos[3].root, sizeof S.repos[3].root, "%s/big", served);
     S.repos[4].id = BIN_ID, S.repos[4].commit = BIN_COMMIT;
     snprintf(S.repos[4].root, sizeof S.repos[4].root, "%s/bin", served);
-    S.n_repos = 5;
+    S.repos[5].id = V21_ID, S.repos[5].commit = V21_COMMIT;
+    snprintf(S.repos[5].root, sizeof S.repos[5].root, "%s/v21", served);
+    S.n_repos = 6;
     TEST_CHECK(build_decoder_tree(S.repos[1].root) == 0, "served decoder tree");
     TEST_CHECK(build_evil_tree(S.repos[2].root) == 0, "served evil tree");
     TEST_CHECK(build_big_tree(S.repos[3].root) == 0, "served big tree");
     TEST_CHECK(build_bin_tree(S.repos[4].root) == 0, "served .bin tree");
+    TEST_CHECK(build_v21_tree(S.repos[5].root) == 0, "served 2.1 decoder tree");
     if (server_start() != 0) {
         TEST_CHECK(0, "cannot start the local HTTP server: %s", strerror(errno));
         return kt_finish("test_hub");
@@ -1283,6 +1336,7 @@ int main(void) {
     test_pinning();
     test_json_cap();
     test_bin_weights(ctx);
+    test_v21_decoder(ctx);
     test_cli_download();
     printf("  server handled %d requests\n", log_count());
     server_stop();

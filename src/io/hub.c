@@ -1251,12 +1251,20 @@ static const spec_file files_scheduler[] = {{"scheduler_config.json", 0}, {NULL,
 static const spec_file files_tokenizer[] = {
     {"vocab.json", 0}, {"merges.txt", 0}, {"tokenizer_config.json", 1}, {"special_tokens_map.json", 1}, {NULL, 0}};
 
+/* What kd_xlmr_tokenizer_load reads (either file suffices; the loader names what is missing). */
+static const spec_file files_xlmr[] = {{"tokenizer.json", 1},
+                                       {"sentencepiece.bpe.model", 1},
+                                       {"tokenizer_config.json", 1},
+                                       {"special_tokens_map.json", 1},
+                                       {NULL, 0}};
+
 static const spec_file *kind_files(kd_hub_kind k) {
     switch (k) {
     case KD_HUB_DIFFUSERS:
     case KD_HUB_TRANSFORMERS: return files_model;
     case KD_HUB_SCHEDULER: return files_scheduler;
     case KD_HUB_CLIP_TOKENIZER: return files_tokenizer;
+    case KD_HUB_XLMR_TOKENIZER: return files_xlmr;
     }
     return NULL;
 }
@@ -1491,6 +1499,20 @@ static const comp_spec prior_components[] = {{"tokenizer", KD_HUB_CLIP_TOKENIZER
                                              {NULL, 0}};
 static const comp_spec decoder_components[] = {
     {"unet", KD_HUB_DIFFUSERS}, {"movq", KD_HUB_DIFFUSERS}, {"scheduler", KD_HUB_SCHEDULER}, {NULL, 0}};
+/* Kandinsky 2.1 decoders also read the prompt: their model_index.json lists a text_encoder. */
+static const comp_spec decoder21_components[] = {{"unet", KD_HUB_DIFFUSERS},          {"movq", KD_HUB_DIFFUSERS},
+                                                 {"scheduler", KD_HUB_SCHEDULER},     {"text_encoder", KD_HUB_TRANSFORMERS},
+                                                 {"tokenizer", KD_HUB_XLMR_TOKENIZER}, {NULL, 0}};
+
+/* The decoder's components, from the snapshot's model_index.json (2.1 when it names a text_encoder). */
+static const comp_spec *decoder_list(const kd_hub_repo *r) {
+    char *p = snap_path(r, "model_index.json");
+    kd_config cfg = {0};
+    int v21 = p && kd_config_load(p, &cfg, NULL) == KD_OK && kd_config_has(&cfg, "text_encoder");
+    kd_config_free(&cfg);
+    free(p);
+    return v21 ? decoder21_components : decoder_components;
+}
 
 kd_status kd_hub_resolve_pipeline(const char *id_or_path, const char *kind, kd_hub_opts *opts, char **out_dir,
                                   kd_err *e) {
@@ -1505,15 +1527,18 @@ kd_status kd_hub_resolve_pipeline(const char *id_or_path, const char *kind, kd_h
     if (handled) return s;
     kd_hub_repo *r;
     KD_TRY(kd_hub_repo_open(id_or_path, opts, &r, e));
+    int is_decoder = comps == decoder_components;
     /* 1. everything already in the snapshot of the known commit: no network at all */
     char *missing = NULL;
     if (!present(r, "model_index.json") && !(missing = dupstr("model_index.json"))) s = kd_errf(e, KD_ERR_OOM, "out of memory");
+    if (is_decoder && !missing) comps = decoder_list(r);
     for (const comp_spec *c = comps; s == KD_OK && !missing && c->name; c++)
         s = component_missing(r, c->name, c->kind, &missing, e);
     /* 2. else pin the commit once and fetch what that snapshot lacks */
     if (s == KD_OK && missing) {
         s = r->offline ? offline_error(r, missing, e) : pin(r, missing, e);
         if (s == KD_OK) s = fetch_one(r, "model_index.json", 0, NULL, e);
+        if (s == KD_OK && is_decoder) comps = decoder_list(r);
         for (const comp_spec *c = comps; s == KD_OK && c->name; c++) s = fetch_component(r, c->name, c->kind, e);
     }
     free(missing);
