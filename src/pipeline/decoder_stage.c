@@ -191,7 +191,7 @@ static kd_status encode_text(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
     }
     for (int b = 0; b < batch; b++) {
         int uncond = d->cfg && b < d->n;
-        texts[b] = uncond ? (g->negative_prompt ? g->negative_prompt : "") : g->prompt;
+        texts[b] = uncond ? (g->negative_prompt ? g->negative_prompt : "") : (g->prompt ? g->prompt : "");
     }
     kd_status s = kd_pipe_encode_text21(ctx, p, texts, batch, d->text_embeds, d->text_hidden);
     free(texts);

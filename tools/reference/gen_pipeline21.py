@@ -142,6 +142,9 @@ def main():
         # torch threads differs by 2/255 (seed 12, guidance 1.5) and by 67/255 (seed 13)
         dict(kind="inpaint", seed=12, prompt="a blue ball", negative="ugly", w=48, h=32, mask="mask_48x32_rgb.png",
              steps=5, psteps=3, g=1.0),
+        # interpolate (2.1 keeps dim 0), then the decoder with the prompt "" as the docs do
+        dict(kind="mix", seed=21, mix=[["text", "кошка", 0.6], ["image", "mix_40x28.png", 0.4]], w=32, h=32,
+             steps=4, psteps=3, g=2.0),
     ]
     vt = {}
     for i, c in enumerate(vcases):
@@ -150,20 +153,30 @@ def main():
         c.setdefault("n", 1)
         c.setdefault("negative", None)
         g = torch.Generator("cpu").manual_seed(c["seed"])
-        emb, neg = prior(c["prompt"], negative_prompt=c["negative"], num_images_per_prompt=c["n"],
-                         num_inference_steps=c["psteps"], guidance_scale=c["pg"], generator=g, return_dict=False)
+        if c["kind"] == "mix":
+            items = [x[1] if x[0] == "text" else Image.open(os.path.join(inputs, x[1])).convert("RGB")
+                     for x in c["mix"]]
+            out = prior.interpolate(items, [x[2] for x in c["mix"]], num_inference_steps=c["psteps"], generator=g,
+                                    guidance_scale=c["pg"])
+            emb, neg = out.image_embeds, out.negative_image_embeds
+            c["prompt"] = ""
+        else:
+            emb, neg = prior(c["prompt"], negative_prompt=c["negative"], num_images_per_prompt=c["n"],
+                             num_inference_steps=c["psteps"], guidance_scale=c["pg"], generator=g, return_dict=False)
         common = dict(image_embeds=emb, negative_image_embeds=neg,
                       negative_prompt=None if c["negative"] is None else [c["negative"]] * c["n"],
                       num_inference_steps=c["steps"], guidance_scale=c["g"], generator=g, output_type="np")
         prompt = [c["prompt"]] * c["n"]
         if c["kind"] == "img2img":  # width/height swapped: see gen_pipeline_variants.py
             img = i2i(prompt, image=init, strength=c["strength"], width=c["h"], height=c["w"], **common).images
+        elif c["kind"] == "mix":
+            img = dec(prompt, width=c["w"], height=c["h"], **common).images
         else:
             mask = Image.open(os.path.join(inputs, c["mask"]))
             img = inp(prompt, image=init, mask_image=mask, width=c["w"], height=c["h"], **common).images
         u8 = (img * 255).round().astype(np.uint8)
-        vt[f"case{i}.image_embeds"] = emb.contiguous()
-        vt[f"case{i}.negative_image_embeds"] = neg.contiguous()
+        vt[f"case{i}.image_embeds"] = emb.reshape(c["n"], -1).contiguous()
+        vt[f"case{i}.negative_image_embeds"] = neg.reshape(c["n"], -1).contiguous()
         vt[f"case{i}.image"] = torch.from_numpy(u8.astype(np.float32)).contiguous()
         print(f"variant {i} {c['kind']}: {u8.shape}")
     save_file(vt, os.path.join(root, "variants.safetensors"))
