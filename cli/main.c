@@ -194,6 +194,8 @@ static void usage_generate(FILE *f) {
             "      --mix KIND:VALUE:WEIGHT  mix prompts and images, e.g. --mix \"text:a cat:0.7\"\n"
             "                               --mix \"image:photo.png:0.3\" (repeatable; replaces -p)\n"
             "  -t, --threads N              CPU threads (default: KD_THREADS or all cores)\n"
+            "      --decoder-scheduler DIR  the decoder's scheduler from this subfolder, e.g.\n"
+            "                               ddpm_scheduler (kandinsky-2-1); default scheduler\n"
             "      --low-memory             load each stage only while it runs\n"
             "  -q, --quiet                  no progress bar\n");
 }
@@ -202,7 +204,7 @@ static void usage_generate(FILE *f) {
 
 typedef struct gen_opts {
     kd_gen_params g;
-    const char *prior, *decoder, *output;
+    const char *prior, *decoder, *output, *decoder_sched;
     int threads, low_memory, quiet, seed_given;
     const char *init_path, *mask_path, *hint_path, *prior_image_path;
     const char *mix_spec[MAX_MIX];
@@ -303,6 +305,9 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
                 return -1;
             }
             o->mix_spec[o->n_mix++] = v;
+        } else if (!strcmp(a, "--decoder-scheduler")) {
+            NEED_VAL();
+            o->decoder_sched = v;
         } else if (!strcmp(a, "--low-memory")) {
             o->low_memory = 1;
         } else if (OPT("-q", "--quiet")) {
@@ -451,6 +456,10 @@ static int cmd_generate(int argc, char **argv) {
     double t0 = now_s();
     if (kd_pipeline_load(ctx, prior_dir, decoder_dir, o.low_memory, &p) != KD_OK) {
         rc = fail(ctx, "loading the models");
+        goto done;
+    }
+    if (o.decoder_sched && kd_pipeline_set_decoder_scheduler(ctx, p, o.decoder_sched) != KD_OK) {
+        rc = fail(ctx, "loading the decoder scheduler");
         goto done;
     }
     double t_load = now_s() - t0;

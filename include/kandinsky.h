@@ -29,7 +29,8 @@ typedef enum kd_status {
     KD_ERR_NOT_FOUND,    /* a required file, tensor or config key is missing */
     KD_ERR_UNSUPPORTED,  /* valid input that this build does not handle */
     KD_ERR_OOM,          /* an allocation failed or a size limit was exceeded */
-    KD_ERR_INTERNAL      /* a bug in kandinsky.c: please report it */
+    KD_ERR_INTERNAL,     /* a bug in kandinsky.c: please report it */
+    KD_ERR_NUMERIC       /* the computation produced NaN or infinity (a diverged model or scheduler) */
 } kd_status;
 
 /* Short constant name of a status ("KD_ERR_FORMAT"). */
@@ -271,6 +272,10 @@ kd_gen_params kd_gen_params_default(void);
 kd_status kd_pipeline_load(kd_ctx *ctx, const char *prior_dir, const char *decoder_dir, int low_memory,
                            kd_pipeline **out);
 void kd_pipeline_free(kd_pipeline *p);
+/* The decoder's scheduler from another subfolder of the decoder folder, e.g. "ddpm_scheduler"
+ * (kandinsky-2-1 ships DDIM in scheduler/, its default, and DDPM there); the default is
+ * "scheduler". The config is read now, so a missing or bad one is reported here. */
+kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const char *subfolder);
 /* Length of the CLIP image embedding the pipeline works with (-1 on error). */
 int kd_pipeline_embed_dim(kd_ctx *ctx, kd_pipeline *p);
 

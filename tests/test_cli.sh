@@ -76,6 +76,11 @@ check "mix with an image" 0 "mixi.png" "${gen[@]}" --mix "text:a cat:0.7" --mix 
 check "prior emb2emb" 0 "e2e.png" "${gen[@]}" -p "a castle" --prior-image "$IN/mix_40x28.png" --prior-strength 0.5 -W 32 -H 32 --steps 3 --prior-steps 4 -o "$TMP/e2e.png"
 check "bad mix spec" 2 "--mix expects" "${gen[@]}" --mix "text:no weight"
 check "bad mix kind" 2 "kind must be" "${gen[@]}" --mix "video:x.mp4:1"
+check "missing decoder scheduler" 1 "nope/scheduler_config.json" "${gen[@]}" -p x -W 32 -H 32 --steps 2 --prior-steps 2 --decoder-scheduler nope
+gen21=("$BIN" generate --prior "$DATA/pipeline21/prior" -q -p "красный" -W 32 -H 32 --steps 6 --prior-steps 2 -s 1 --decoder-scheduler ddpm_scheduler)
+check "2.1 with ddpm_scheduler" 0 "" "${gen21[@]}" --decoder "$DATA/pipeline21/decoder_ddpm" -o "$TMP/ddpm.png"
+# the random U-Net of decoder/ drives learned_range to inf (diffusers gives a black image)
+check "diverged run" 1 "latents are not finite" "${gen21[@]}" --decoder "$DATA/pipeline21/decoder" -o "$TMP/nan.png"
 
 # MoVQ round trips
 check "autoencode" 0 "" "$BIN" autoencode --model "$D/movq" "$DATA/images/src_97x61.png" "$TMP/ae.png" --latents-out "$TMP/lat.safetensors"

@@ -553,10 +553,12 @@ static int build_bin_tree(const char *root) {
 }
 
 /* A Kandinsky 2.1 decoder: its model_index.json names a text_encoder, so the resolver also fetches
- * text_encoder/ and the XLM-R tokenizer; the result loads as a 2.1 pipeline. */
+ * text_encoder/, the XLM-R tokenizer and the optional ddpm_scheduler/; the result loads as a 2.1
+ * pipeline. (Optional files the repo lacks: see the tokenizer configs of the prior.) */
 static int build_v21_tree(const char *root) {
     char src[8192], dst[8192];
-    const char *files[] = {"model_index.json", "scheduler/scheduler_config.json", "unet/config.json",
+    const char *files[] = {"model_index.json", "scheduler/scheduler_config.json",
+                           "ddpm_scheduler/scheduler_config.json", "unet/config.json",
                            "unet/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
                            "text_encoder/model.safetensors", "tokenizer/sentencepiece.bpe.model", "movq/config.json",
                            "movq/diffusion_pytorch_model.safetensors", NULL};
@@ -585,6 +587,11 @@ static void test_v21_decoder(kd_ctx *ctx) {
     kd_pipeline *pl = NULL;
     s = kd_pipeline_load(ctx, prior, d, 0, &pl);
     TEST_CHECK(s == KD_OK, "the resolved 2.1 decoder loads: %s", kd_ctx_last_error(ctx));
+    /* (back to DDIM: this random U-Net makes learned_range DDPM diverge, see gen_pipeline21.py) */
+    if (pl)
+        TEST_CHECK(kd_pipeline_set_decoder_scheduler(ctx, pl, "ddpm_scheduler") == KD_OK &&
+                       kd_pipeline_set_decoder_scheduler(ctx, pl, "scheduler") == KD_OK,
+                   "the fetched ddpm_scheduler/ loads: %s", kd_ctx_last_error(ctx));
     kd_gen_params g = kd_gen_params_default();
     g.prompt = "дом";
     g.width = g.height = 32;

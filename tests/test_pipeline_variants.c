@@ -192,6 +192,25 @@ static void test_bad_inputs(kd_ctx *ctx, kd_pipeline *base, kd_pipeline *inpaint
     kd_image_free(&init);
 }
 
+/* Kind "ddpm": text-to-image with the decoder's scheduler taken from ddpm_scheduler/ (set on a
+ * low-memory pipeline, so the stage loads it from there when it runs), on decoder_ddpm/ (see
+ * gen_pipeline21.py: a random U-Net's variance channels make learned_range diverge); bad subfolders
+ * fail politely. */
+static void run_ddpm_case(kd_ctx *ctx, const char *prior, const char *decoder, kd_st_file *f, int i, const cJSON *c) {
+    kd_pipeline *p = NULL;
+    TEST_CHECK(kd_pipeline_load(ctx, prior, decoder, 1, &p) == KD_OK, "load %s: %s", decoder, kd_ctx_last_error(ctx));
+    if (!p) return;
+    TEST_CHECK(kd_pipeline_set_decoder_scheduler(ctx, p, "no_such_scheduler") != KD_OK &&
+                   strstr(kd_ctx_last_error(ctx), "no_such_scheduler/scheduler_config.json"),
+               "missing scheduler subfolder: %s", kd_ctx_last_error(ctx));
+    TEST_CHECK(kd_pipeline_set_decoder_scheduler(ctx, p, "../scheduler") == KD_ERR_INVALID_ARG,
+               "a path is not a subfolder name: %s", kd_ctx_last_error(ctx));
+    TEST_CHECK(kd_pipeline_set_decoder_scheduler(ctx, p, "ddpm_scheduler") == KD_OK, "ddpm_scheduler: %s",
+               kd_ctx_last_error(ctx));
+    run_case(ctx, p, f, i, c);
+    kd_pipeline_free(p);
+}
+
 /* One version's cases; decoders[3] = text2img/img2img, inpainting, ControlNet folder (NULL: none). */
 static void run_version(kd_ctx *ctx, const char *dir, const char *const decoders[3], int extras) {
     char prior[600], dec[3][600], cases[600], json[600];
@@ -217,7 +236,13 @@ static void run_version(kd_ctx *ctx, const char *dir, const char *const decoders
             const char *kind = str(c, "kind");
             kd_pipeline *pp = !strcmp(kind, "inpaint") ? p[1] : !strcmp(kind, "controlnet") ? p[2] : p[0];
             TEST_CHECK(pp != NULL, "case %d: a decoder for %s", i, kind);
-            if (pp) run_case(ctx, pp, f, i, c);
+            if (!strcmp(kind, "ddpm")) {
+                char ddpm_dir[600];
+                snprintf(ddpm_dir, sizeof ddpm_dir, "%s/decoder_ddpm", kt_data_path(dir));
+                run_ddpm_case(ctx, prior, ddpm_dir, f, i, c);
+            } else if (pp) {
+                run_case(ctx, pp, f, i, c);
+            }
         }
         if (extras) {
             test_bad_inputs(ctx, p[0], p[1]);

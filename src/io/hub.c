@@ -1247,6 +1247,7 @@ typedef struct spec_file {
 
 static const spec_file files_model[] = {{"config.json", 0}, {NULL, 0}};
 static const spec_file files_scheduler[] = {{"scheduler_config.json", 0}, {NULL, 0}};
+static const spec_file files_scheduler_optional[] = {{"scheduler_config.json", 1}, {NULL, 0}};
 /* What kd_clip_tokenizer_load_hf reads; the two configs change tokenisation when present. */
 static const spec_file files_tokenizer[] = {
     {"vocab.json", 0}, {"merges.txt", 0}, {"tokenizer_config.json", 1}, {"special_tokens_map.json", 1}, {NULL, 0}};
@@ -1263,6 +1264,7 @@ static const spec_file *kind_files(kd_hub_kind k) {
     case KD_HUB_DIFFUSERS:
     case KD_HUB_TRANSFORMERS: return files_model;
     case KD_HUB_SCHEDULER: return files_scheduler;
+    case KD_HUB_SCHEDULER_OPTIONAL: return files_scheduler_optional;
     case KD_HUB_CLIP_TOKENIZER: return files_tokenizer;
     case KD_HUB_XLMR_TOKENIZER: return files_xlmr;
     }
@@ -1499,10 +1501,15 @@ static const comp_spec prior_components[] = {{"tokenizer", KD_HUB_CLIP_TOKENIZER
                                              {NULL, 0}};
 static const comp_spec decoder_components[] = {
     {"unet", KD_HUB_DIFFUSERS}, {"movq", KD_HUB_DIFFUSERS}, {"scheduler", KD_HUB_SCHEDULER}, {NULL, 0}};
-/* Kandinsky 2.1 decoders also read the prompt: their model_index.json lists a text_encoder. */
-static const comp_spec decoder21_components[] = {{"unet", KD_HUB_DIFFUSERS},          {"movq", KD_HUB_DIFFUSERS},
-                                                 {"scheduler", KD_HUB_SCHEDULER},     {"text_encoder", KD_HUB_TRANSFORMERS},
-                                                 {"tokenizer", KD_HUB_XLMR_TOKENIZER}, {NULL, 0}};
+/* Kandinsky 2.1 decoders also read the prompt: their model_index.json lists a text_encoder. The
+ * published one also ships ddpm_scheduler/ (kd_pipeline_set_decoder_scheduler), fetched if present. */
+static const comp_spec decoder21_components[] = {{"unet", KD_HUB_DIFFUSERS},
+                                                 {"movq", KD_HUB_DIFFUSERS},
+                                                 {"scheduler", KD_HUB_SCHEDULER},
+                                                 {"ddpm_scheduler", KD_HUB_SCHEDULER_OPTIONAL},
+                                                 {"text_encoder", KD_HUB_TRANSFORMERS},
+                                                 {"tokenizer", KD_HUB_XLMR_TOKENIZER},
+                                                 {NULL, 0}};
 
 /* The decoder's components, from the snapshot's model_index.json (2.1 when it names a text_encoder). */
 static const comp_spec *decoder_list(const kd_hub_repo *r) {

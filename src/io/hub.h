@@ -56,6 +56,7 @@ typedef enum kd_hub_kind {
     KD_HUB_DIFFUSERS,     /* config.json + diffusion_pytorch_model.safetensors (or its index + shards) */
     KD_HUB_TRANSFORMERS,  /* config.json + model.safetensors (or its index + shards) */
     KD_HUB_SCHEDULER,     /* scheduler_config.json */
+    KD_HUB_SCHEDULER_OPTIONAL, /* scheduler_config.json if the repo has it (2.1's ddpm_scheduler/) */
     KD_HUB_CLIP_TOKENIZER, /* vocab.json, merges.txt (+ tokenizer_config.json, special_tokens_map.json if in the repo) */
     KD_HUB_XLMR_TOKENIZER  /* Kandinsky 2.1 decoder: tokenizer.json and/or sentencepiece.bpe.model (+ configs) */
 } kd_hub_kind;

@@ -13,6 +13,7 @@
  *       inpaint: x = m·add_noise(image_latents, x_T, t_next) + (1 − m)·x   (m = 1 keeps)
  *   inpaint: x = m·image_latents + (1 − m)·x
  *   pixels = movq.decode(x)                           [n, 3, f·h, f·w] in about [-1, 1] */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,17 @@ typedef struct dec_loop {
     float *text_embeds, *text_hidden; /* 2.1: [batch, E], [batch, 77, H] */
     const kd_dec_inputs *in;
 } dec_loop;
+
+/* A diverged run (NaN/inf latents) is reported instead of decoded into a black picture. */
+static kd_status check_finite(kd_ctx *ctx, const dec_loop *d) {
+    size_t n = (size_t)d->n * d->C * d->hw;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(d->x[i]))
+            return kd_ctx_fail(ctx, KD_ERR_NUMERIC,
+                               "decoder: the latents are not finite after the last step (the U-Net or its scheduler "
+                               "diverged; with random or broken weights, or too few steps for a DDPM scheduler)");
+    return KD_OK;
+}
 
 /* Guided model output for the scheduler: [n, C or 2C, hw]. */
 static void guide(const dec_loop *d) {
@@ -247,6 +259,7 @@ kd_status kd_pipe_decode(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd
     }
     if (s == KD_OK) s = init_latents(ctx, p, rng, &d, &start);
     if (s == KD_OK) s = denoise(ctx, p, g, rng, &d, lat_h, lat_w, start);
+    if (s == KD_OK) s = check_finite(ctx, &d);
     if (s == KD_OK && p->low_memory) { /* the U-Net (5 GB) goes before MoVQ activations arrive */
         kd_unet_free(p->unet);
         p->unet = NULL;

@@ -48,8 +48,11 @@ static char *join(const char *dir, const char *sub) {
         if (s_ != KD_OK) return s_;                                       \
     } while (0)
 
-static kd_status load_sched(kd_ctx *ctx, const char *dir, kd_sched_kind kind, kd_sched **out) {
-    char *path = join(dir, "scheduler/scheduler_config.json");
+/* <dir>/<sub>/scheduler_config.json (sub NULL: "scheduler"). */
+static kd_status load_sched(kd_ctx *ctx, const char *dir, const char *sub, kd_sched_kind kind, kd_sched **out) {
+    char *folder = join(dir, sub ? sub : "scheduler");
+    char *path = folder ? join(folder, "scheduler_config.json") : NULL;
+    free(folder);
     if (!path) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
     kd_status s = kd_sched_load(path, kind, out, &ctx->err);
     free(path);
@@ -69,7 +72,7 @@ kd_status kd_pipe_load_prior_stage(kd_ctx *ctx, kd_pipeline *p) {
     if (!p->text_encoder) LOAD_COMPONENT(kd_clip_text_load, p->prior_dir, "text_encoder", &p->text_encoder);
     if (!p->image_encoder) LOAD_COMPONENT(kd_clip_vision_load, p->prior_dir, "image_encoder", &p->image_encoder);
     if (!p->prior) LOAD_COMPONENT(kd_prior_load, p->prior_dir, "prior", &p->prior);
-    if (!p->prior_sched) KD_TRY(load_sched(ctx, p->prior_dir, KD_SCHED_UNCLIP, &p->prior_sched));
+    if (!p->prior_sched) KD_TRY(load_sched(ctx, p->prior_dir, NULL, KD_SCHED_UNCLIP, &p->prior_sched));
     return KD_OK;
 }
 
@@ -85,7 +88,7 @@ kd_status kd_pipe_load_decoder_stage(kd_ctx *ctx, kd_pipeline *p) {
     if (has_text_encoder(p->decoder_dir)) KD_TRY(kd_pipe_load_text21(ctx, p)); /* Kandinsky 2.1 */
     if (!p->unet) LOAD_COMPONENT(kd_unet_load, p->decoder_dir, "unet", &p->unet);
     if (!p->movq) LOAD_COMPONENT(kd_movq_load, p->decoder_dir, "movq", &p->movq);
-    if (!p->decoder_sched) KD_TRY(load_sched(ctx, p->decoder_dir, KD_SCHED_AUTO, &p->decoder_sched));
+    if (!p->decoder_sched) KD_TRY(load_sched(ctx, p->decoder_dir, p->decoder_sched_dir, KD_SCHED_AUTO, &p->decoder_sched));
     return KD_OK;
 }
 
@@ -142,7 +145,34 @@ void kd_pipeline_free(kd_pipeline *p) {
     free(p->zero_embed);
     free(p->prior_dir);
     free(p->decoder_dir);
+    free(p->decoder_sched_dir);
     free(p);
+}
+
+kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const char *subfolder) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!p || !subfolder) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "decoder scheduler: NULL argument");
+    /* A plain folder name: no path separators, no "." or ".." */
+    if (!subfolder[0] || strchr(subfolder, '/') || strchr(subfolder, '\\') || !strcmp(subfolder, ".") ||
+        !strcmp(subfolder, ".."))
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "decoder scheduler: '%.200s' is not a subfolder name", subfolder);
+    kd_sched *sched;
+    KD_TRY(load_sched(ctx, p->decoder_dir, subfolder, KD_SCHED_AUTO, &sched));
+    char *name = strdup(subfolder);
+    if (!name) {
+        kd_sched_free(sched);
+        return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
+    }
+    free(p->decoder_sched_dir);
+    p->decoder_sched_dir = name;
+    /* Replace a loaded one; with low_memory the stage loads it from decoder_sched_dir when it runs. */
+    if (p->decoder_sched || !p->low_memory) {
+        kd_sched_free(p->decoder_sched);
+        p->decoder_sched = sched;
+    } else {
+        kd_sched_free(sched);
+    }
+    return KD_OK;
 }
 
 #define MAX_SIDE 8192

@@ -13,6 +13,7 @@
 
 struct kd_pipeline {
     char *prior_dir, *decoder_dir;
+    char *decoder_sched_dir; /* subfolder of decoder_dir; NULL = "scheduler" */
     int low_memory;
     /* prior stage */
     kd_clip_tokenizer *tokenizer;

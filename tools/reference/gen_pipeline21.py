@@ -125,6 +125,30 @@ def main():
     save_file({k: v.half() for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
     from diffusers import KandinskyImg2ImgPipeline, KandinskyInpaintPipeline
     from PIL import Image
+    # the published ddpm_scheduler/ (learned_range variance + dynamic thresholding), the option
+    # kd_pipeline_set_decoder_scheduler / --decoder-scheduler selects
+    from diffusers import DDPMScheduler
+    ddpm = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
+                         clip_sample=False, clip_sample_range=2.0, thresholding=True, dynamic_thresholding_ratio=0.995,
+                         sample_max_value=2.0, variance_type="learned_range", prediction_type="epsilon", steps_offset=1)
+    ddpm.save_pretrained(os.path.join(ddir, "ddpm_scheduler"))
+    # A random U-Net's variance channels leave [-1, 1], and learned_range then turns the last step
+    # (t = 1, previous variance 0 → log 1e-20) into a std of ~e^20: diffusers' latents become inf and
+    # its image black. decoder_ddpm/ is the same decoder with those channels of conv_out scaled by
+    # 0.05, as a trained model keeps them; everything else is shared through symlinks.
+    pdd = os.path.join(root, "decoder_ddpm")
+    os.makedirs(pdd, exist_ok=True)
+    for sub in ("movq", "scheduler", "ddpm_scheduler", "text_encoder", "tokenizer", "model_index.json"):
+        link(os.path.join("..", "decoder", sub), os.path.join(pdd, sub))
+    unet_dd = UNet2DConditionModel(**{k: v for k, v in unet.config.items() if not k.startswith("_")}).eval()
+    unet_dd.load_state_dict(unet.state_dict())
+    with torch.no_grad():
+        for prm in (unet_dd.conv_out.weight, unet_dd.conv_out.bias):
+            prm[4:] = (prm[4:] * 0.05).half().float()
+    unet_dd.save_pretrained(os.path.join(pdd, "unet"), safe_serialization=True)
+    path = os.path.join(pdd, "unet", "diffusion_pytorch_model.safetensors")
+    save_file({k: v.half() for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
+    dec_ddpm = KandinskyPipeline(text_encoder=mclip, tokenizer=tok, unet=unet_dd, scheduler=ddpm, movq=movq)
     i2i = KandinskyImg2ImgPipeline(text_encoder=mclip, tokenizer=tok, unet=unet, scheduler=sched, movq=movq)
     inp = KandinskyInpaintPipeline(text_encoder=mclip, tokenizer=tok, unet=unet_i, scheduler=sched, movq=movq)
     inputs = os.path.join(a.out, "pipeline22", "inputs")
@@ -145,6 +169,9 @@ def main():
         # interpolate (2.1 keeps dim 0), then the decoder with the prompt "" as the docs do
         dict(kind="mix", seed=21, mix=[["text", "кошка", 0.6], ["image", "mix_40x28.png", 0.4]], w=32, h=32,
              steps=4, psteps=3, g=2.0),
+        # text-to-image with the decoder's ddpm_scheduler/ instead of its DDIM scheduler/
+        dict(kind="ddpm", seed=31, prompt="زهرة حمراء", negative="ضباب", w=32, h=48, steps=6, psteps=3, g=2.0),
+        dict(kind="ddpm", seed=32, prompt="a red flower", w=32, h=32, steps=12, psteps=3, g=4.0),
     ]
     vt = {}
     for i, c in enumerate(vcases):
@@ -169,11 +196,14 @@ def main():
         prompt = [c["prompt"]] * c["n"]
         if c["kind"] == "img2img":  # width/height swapped: see gen_pipeline_variants.py
             img = i2i(prompt, image=init, strength=c["strength"], width=c["h"], height=c["w"], **common).images
+        elif c["kind"] == "ddpm":
+            img = dec_ddpm(prompt, width=c["w"], height=c["h"], **common).images
         elif c["kind"] == "mix":
             img = dec(prompt, width=c["w"], height=c["h"], **common).images
         else:
             mask = Image.open(os.path.join(inputs, c["mask"]))
             img = inp(prompt, image=init, mask_image=mask, width=c["w"], height=c["h"], **common).images
+        assert np.isfinite(img).all() and img.std() > 0, f"variant {i}: diffusers' image is degenerate"
         u8 = (img * 255).round().astype(np.uint8)
         vt[f"case{i}.image_embeds"] = emb.reshape(c["n"], -1).contiguous()
         vt[f"case{i}.negative_image_embeds"] = neg.reshape(c["n"], -1).contiguous()

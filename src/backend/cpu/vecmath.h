@@ -6,12 +6,12 @@
 #include <string.h>
 
 /* exp(x) with relative error < 2e-7 over the float range; 0 below -87.3 (so exp(-inf) = 0, as
- * softmax needs for masked scores), +large at the top end. Cody-Waite reduction to
+ * softmax needs for masked scores), +large at the top end, NaN for NaN. Cody-Waite reduction to
  * r in [-ln2/2, ln2/2], degree-6 polynomial, 2^n through the exponent bits. */
 static inline float kd_expf(float x) {
     const float hi = 88.3762626647949f, lo = -87.3365447505531f;
     float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
+    xc = xc >= lo ? xc : lo; /* NaN → lo too: the int conversion below must never see NaN */
     float n = __builtin_rintf(xc * 1.44269504088896341f); /* rint vectorises (vrndscaleps); roundf does not */
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -26,6 +26,7 @@ static inline float kd_expf(float x) {
     float scale;
     memcpy(&scale, &e, 4);
     float y = p * scale;
+    y = x == x ? y : x; /* NaN in, NaN out */
     return x < lo ? 0.0f : y;
 }
 
