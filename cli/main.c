@@ -122,6 +122,8 @@ static void on_progress(void *user, const char *stage, int step, int total) {
 
 #define DEFAULT_PRIOR "kandinsky-community/kandinsky-2-2-prior"
 #define DEFAULT_DECODER "kandinsky-community/kandinsky-2-2-decoder"
+#define DEFAULT_PRIOR_21 "kandinsky-community/kandinsky-2-1-prior"
+#define DEFAULT_DECODER_21 "kandinsky-community/kandinsky-2-1"
 
 /* Download progress of Hub files (kd_model_resolve): one bar per file of 1 MB or more (configs
  * and tokenizer files flash by unannounced). */
@@ -168,6 +170,9 @@ static void usage_generate(FILE *f) {
             "                               $KD_PRIOR, else " DEFAULT_PRIOR "\n"
             "      --decoder DIR|ID         decoder folder or Hub repo id; default: $KD_DECODER,\n"
             "                               else " DEFAULT_DECODER "\n"
+            "      --model-version 2.2|2.1  2.1: default models kandinsky-2-1-prior / kandinsky-2-1 (the\n"
+            "                               multilingual one); either way the decoder must be that version\n"
+            "                               (default: whatever the decoder is; a text_encoder/ means 2.1)\n"
             "                               (repo ids use the Hugging Face cache, HF_HOME or HF_HUB_CACHE,\n"
             "                               and download what is missing; HF_HUB_OFFLINE=1: cache only;\n"
             "                               HF_TOKEN: token for gated repos; HF_ENDPOINT: mirror)\n"
@@ -204,7 +209,7 @@ static void usage_generate(FILE *f) {
 
 typedef struct gen_opts {
     kd_gen_params g;
-    const char *prior, *decoder, *output, *decoder_sched;
+    const char *prior, *decoder, *output, *decoder_sched, *version;
     int threads, low_memory, quiet, seed_given;
     const char *init_path, *mask_path, *hint_path, *prior_image_path;
     const char *mix_spec[MAX_MIX];
@@ -305,6 +310,14 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
                 return -1;
             }
             o->mix_spec[o->n_mix++] = v;
+        } else if (!strcmp(a, "--model-version")) {
+            NEED_VAL();
+            if (strcmp(v, "2.1") && strcmp(v, "2.2")) {
+                fprintf(stderr, "kandinsky: --model-version expects 2.1 or 2.2 (2.0 is not supported yet), got '%s'\n",
+                        v);
+                return -1;
+            }
+            o->version = v;
         } else if (!strcmp(a, "--decoder-scheduler")) {
             NEED_VAL();
             o->decoder_sched = v;
@@ -328,8 +341,10 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
         fprintf(stderr, "kandinsky: --mask needs the image to paint into (--init-image)\n");
         return -1;
     }
-    if (!o->prior || !*o->prior) o->prior = DEFAULT_PRIOR; /* resolved (cache / download) in cmd_generate */
-    if (!o->decoder || !*o->decoder) o->decoder = DEFAULT_DECODER;
+    int v21 = o->version && !strcmp(o->version, "2.1");
+    /* resolved (cache / download) in cmd_generate */
+    if (!o->prior || !*o->prior) o->prior = v21 ? DEFAULT_PRIOR_21 : DEFAULT_PRIOR;
+    if (!o->decoder || !*o->decoder) o->decoder = v21 ? DEFAULT_DECODER_21 : DEFAULT_DECODER;
     return 0;
 }
 
@@ -451,6 +466,13 @@ static int cmd_generate(int argc, char **argv) {
     if (kd_model_resolve(ctx, o.prior, "prior", on_download, &dp, &prior_dir) != KD_OK ||
         kd_model_resolve(ctx, o.decoder, "decoder", on_download, &dp, &decoder_dir) != KD_OK) {
         rc = fail(ctx, "finding the models");
+        goto done;
+    }
+    if (o.version && strcmp(o.version, kd_decoder_model_version(decoder_dir))) {
+        fprintf(stderr, "kandinsky: --model-version %s, but the decoder %s is Kandinsky %s (%s)\n", o.version, o.decoder,
+                kd_decoder_model_version(decoder_dir),
+                strcmp(o.version, "2.1") ? "it has a text_encoder/" : "it has no text_encoder/");
+        rc = EXIT_USAGE;
         goto done;
     }
     double t0 = now_s();

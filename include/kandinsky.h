@@ -276,6 +276,9 @@ void kd_pipeline_free(kd_pipeline *p);
  * (kandinsky-2-1 ships DDIM in scheduler/, its default, and DDPM there); the default is
  * "scheduler". The config is read now, so a missing or bad one is reported here. */
 kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const char *subfolder);
+/* Which Kandinsky a decoder folder is: "2.1" when it has text_encoder/ (the 2.1 decoder reads the
+ * prompt too), else "2.2". kd_pipeline_load makes the same choice. */
+const char *kd_decoder_model_version(const char *decoder_dir);
 /* Length of the CLIP image embedding the pipeline works with (-1 on error). */
 int kd_pipeline_embed_dim(kd_ctx *ctx, kd_pipeline *p);
 

@@ -44,6 +44,10 @@ check "unknown option" 2 "unknown option" "${gen[@]}" -p x --frob
 # no model options: the default Hub ids, resolved in an empty cache with offline mode on (no network)
 check "no model folders (default Hub ids, offline, empty cache)" 1 "kandinsky-community/kandinsky-2-2-prior: not in the local cache and offline mode is on" \
   env -u KD_PRIOR -u KD_DECODER -u HF_HUB_CACHE -u HUGGINGFACE_HUB_CACHE HF_HUB_OFFLINE=1 HF_HOME="$TMP/hf-empty" "$BIN" generate -p x -q
+check "--model-version 2.1 default Hub ids" 1 "kandinsky-community/kandinsky-2-1-prior: not in the local cache" \
+  env -u KD_PRIOR -u KD_DECODER -u HF_HUB_CACHE -u HUGGINGFACE_HUB_CACHE HF_HUB_OFFLINE=1 HF_HOME="$TMP/hf-empty" "$BIN" generate -p x -q --model-version 2.1
+check "--model-version 2.0" 2 "expects 2.1 or 2.2" "${gen[@]}" -p x --model-version 2.0
+check "--model-version 2.1 with a 2.2 decoder" 2 "is Kandinsky 2.2" "${gen[@]}" -p x --model-version 2.1
 check "missing prior folder" 1 "/nonexistent" "$BIN" generate -p x --prior /nonexistent --decoder "$D" -q
 
 # a decoder folder whose U-Net weights are truncated
@@ -78,7 +82,7 @@ check "bad mix spec" 2 "--mix expects" "${gen[@]}" --mix "text:no weight"
 check "bad mix kind" 2 "kind must be" "${gen[@]}" --mix "video:x.mp4:1"
 check "missing decoder scheduler" 1 "nope/scheduler_config.json" "${gen[@]}" -p x -W 32 -H 32 --steps 2 --prior-steps 2 --decoder-scheduler nope
 gen21=("$BIN" generate --prior "$DATA/pipeline21/prior" -q -p "красный" -W 32 -H 32 --steps 6 --prior-steps 2 -s 1 --decoder-scheduler ddpm_scheduler)
-check "2.1 with ddpm_scheduler" 0 "" "${gen21[@]}" --decoder "$DATA/pipeline21/decoder_ddpm" -o "$TMP/ddpm.png"
+check "2.1 with ddpm_scheduler" 0 "" "${gen21[@]}" --model-version 2.1 --decoder "$DATA/pipeline21/decoder_ddpm" -o "$TMP/ddpm.png"
 # the random U-Net of decoder/ drives learned_range to inf (diffusers gives a black image)
 check "diverged run" 1 "latents are not finite" "${gen21[@]}" --decoder "$DATA/pipeline21/decoder" -o "$TMP/nan.png"
 

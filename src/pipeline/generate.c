@@ -84,6 +84,10 @@ static int has_text_encoder(const char *decoder_dir) {
     return f != NULL;
 }
 
+const char *kd_decoder_model_version(const char *decoder_dir) {
+    return decoder_dir && has_text_encoder(decoder_dir) ? "2.1" : "2.2";
+}
+
 kd_status kd_pipe_load_decoder_stage(kd_ctx *ctx, kd_pipeline *p) {
     if (has_text_encoder(p->decoder_dir)) KD_TRY(kd_pipe_load_text21(ctx, p)); /* Kandinsky 2.1 */
     if (!p->unet) LOAD_COMPONENT(kd_unet_load, p->decoder_dir, "unet", &p->unet);
