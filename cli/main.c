@@ -426,11 +426,11 @@ static int write_images(kd_ctx *ctx, const gen_opts *o, kd_image *imgs) {
     snprintf(seed, sizeof seed, "%" PRIu64, o->g.seed);
     snprintf(params, sizeof params,
              "prompt: %s\nnegative prompt: %s\nsize: %dx%d\nsteps: %d\nprior steps: %d\nguidance: %g\n"
-             "prior guidance: %g\nseed: %s\nprior: %s\ndecoder: %s\ninit image: %s\nstrength: %g\nmask: %s\n"
+             "prior guidance: %g\nseed: %s\nprior: %s\ndecoder: %s\ndecoder scheduler: %s\ninit image: %s\nstrength: %g\nmask: %s\n"
              "hint: %s\nmix items: %d\nengine: kandinsky.c %s",
              o->g.prompt, o->g.negative_prompt ? o->g.negative_prompt : "(none)", o->g.width, o->g.height, o->g.steps,
              o->g.prior_steps, (double)o->g.guidance_scale, (double)o->g.prior_guidance_scale, seed, o->prior,
-             o->decoder, o->init_path ? o->init_path : "(none)", (double)o->g.strength,
+             o->decoder, o->decoder_sched ? o->decoder_sched : "scheduler", o->init_path ? o->init_path : "(none)", (double)o->g.strength,
              o->mask_path ? o->mask_path : "(none)", o->hint_path ? o->hint_path : "(none)", o->n_mix, kd_version());
     const char *text[] = {"parameters", params, "Software", "kandinsky.c", NULL};
     int rc = 0;
