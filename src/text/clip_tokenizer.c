@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "io/config.h"
+#include "io/file.h"
 
 /* simple_tokenizer.py keeps merges[1 : 49152 - 256 - 2 + 1] of the OpenAI file. */
 #define OPENAI_N_MERGES 48894
@@ -723,39 +724,6 @@ void kd_clip_tokenizer_free(kd_clip_tokenizer *t) {
 /* ------------------------------------------------------------------------------------------ */
 /* loading                                                                                      */
 
-static kd_status read_file(const char *path, size_t max, char **out, size_t *len, kd_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return kd_errf(e, KD_ERR_IO, "%s: cannot open", path);
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 1 << 16;
-            char *nb = nc <= max + 1 ? realloc(buf, nc + 1) : NULL;
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return kd_errf(e, KD_ERR_OOM, "%s: larger than %zu bytes or out of memory", path, max);
-            }
-            buf = nb;
-            cap = nc;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err || n > max) {
-        free(buf);
-        return kd_errf(e, err ? KD_ERR_IO : KD_ERR_OOM, "%s: %s", path, err ? "read error" : "file too large");
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return KD_OK;
-}
-
 static kd_status read_gzip(const char *path, char **out, size_t *len, kd_err *e) {
     gzFile g = gzopen(path, "rb");
     if (!g) return kd_errf(e, KD_ERR_IO, "%s: cannot open", path);
@@ -1135,7 +1103,7 @@ static kd_status load_json_opt(const char *path, cJSON **out, kd_err *e) {
     if (!file_exists(path)) return KD_OK;
     char *text = NULL;
     size_t n = 0;
-    KD_TRY(read_file(path, KD_CONFIG_MAX_BYTES, &text, &n, e));
+    KD_TRY(kd_read_file(path, KD_CONFIG_MAX_BYTES, &text, &n, e));
     kd_status st = kd_json_parse(text, n, path, out, e);
     free(text);
     if (st == KD_OK && !cJSON_IsObject(*out)) {
@@ -1180,7 +1148,7 @@ static kd_status load_hf_inner(kd_clip_tokenizer *t, const char *dir, kd_err *e)
     }
     /* vocab.json */
     size_t n = 0;
-    if ((st = read_file(p_vocab, MAX_TEXT_FILE, &text, &n, e)) != KD_OK) goto done;
+    if ((st = kd_read_file(p_vocab, MAX_TEXT_FILE, &text, &n, e)) != KD_OK) goto done;
     if ((st = kd_json_parse(text, n, p_vocab, &vocab, e)) != KD_OK) goto done;
     free(text);
     text = NULL;
@@ -1201,7 +1169,7 @@ static kd_status load_hf_inner(kd_clip_tokenizer *t, const char *dir, kd_err *e)
     vocab = NULL;
     /* merges.txt: "#version" lines are skipped; every other line is exactly "a b" (rank = its index
      * among those lines); an empty line is an error, as in the reference reader. */
-    if ((st = read_file(p_merges, MAX_TEXT_FILE, &text, &n, e)) != KD_OK) goto done;
+    if ((st = kd_read_file(p_merges, MAX_TEXT_FILE, &text, &n, e)) != KD_OK) goto done;
     if (!pmap_init(&t->merges, t->vocab.n + 1)) {
         st = kd_errf(e, KD_ERR_OOM, "%s: out of memory", p_merges);
         goto done;

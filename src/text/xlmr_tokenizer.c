@@ -14,6 +14,7 @@
 #include <utf8proc.h>
 
 #include "io/config.h"
+#include "io/file.h"
 
 /* tokenizer.json of XLM-R is 17.1 MB, its .model 5 MB. */
 #define MAX_FILE (512u << 20)
@@ -2542,43 +2543,10 @@ fail:
 /* ------------------------------------------------------------------------------------------ */
 /* loading: files and folders                                                                   */
 
-static kd_status read_file(const char *path, char **out, size_t *len, kd_err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return kd_errf(e, KD_ERR_IO, "%s: cannot open", path);
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 1 << 16;
-            char *nb = nc <= (size_t)MAX_FILE + 1 ? realloc(buf, nc + 1) : NULL;
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return kd_errf(e, KD_ERR_OOM, "%s: larger than %u bytes or out of memory", path, MAX_FILE);
-            }
-            buf = nb;
-            cap = nc;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err || n > MAX_FILE) {
-        free(buf);
-        return kd_errf(e, err ? KD_ERR_IO : KD_ERR_OOM, "%s: %s", path, err ? "read error" : "file too large");
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return KD_OK;
-}
-
 static kd_status load_file(const char *path, unsigned flags, kd_xlmr_tokenizer **out, kd_err *e) {
     char *data = NULL;
     size_t n = 0;
-    KD_TRY(read_file(path, &data, &n, e));
+    KD_TRY(kd_read_file(path, MAX_FILE, &data, &n, e));
     size_t i = 0;
     while (i < n && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r')) i++;
     kd_status st;
