@@ -23,6 +23,8 @@ from safetensors.torch import save_file
 from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer,
                           CLIPVisionConfig, CLIPVisionModelWithProjection)
 
+import conditioning
+
 E = 16  # CLIP embedding width = prior embedding_dim = U-Net encoder_hid_dim
 
 
@@ -135,9 +137,13 @@ def main():
         emb, neg = prior_pipe(c["prompt"], negative_prompt=c["negative"], num_images_per_prompt=n,
                               num_inference_steps=c["psteps"], guidance_scale=c["pg"], generator=g,
                               return_dict=False)
-        img = dec_pipe(image_embeds=emb, negative_image_embeds=neg, width=c["w"], height=c["h"],
-                       num_inference_steps=c["steps"], guidance_scale=c["g"], generator=g, output_type="np").images
-        u8 = (img * 255).round().astype(np.uint8)  # numpy_to_pil
+        def decode(gen):
+            return dec_pipe(image_embeds=emb, negative_image_embeds=neg, width=c["w"], height=c["h"],
+                            num_inference_steps=c["steps"], guidance_scale=c["g"], generator=gen,
+                            output_type="np").images
+        state = g.get_state()
+        u8 = conditioning.to_u8(decode(g))
+        conditioning.check(f"case {i}", conditioning.image_spread(decode, dec_pipe.unet, state, u8))
         tensors[f"case{i}.image_embeds"] = emb.contiguous()
         tensors[f"case{i}.negative_image_embeds"] = neg.contiguous()
         tensors[f"case{i}.image"] = torch.from_numpy(u8.astype(np.float32)).contiguous()  # [n, H, W, 3]

@@ -25,6 +25,8 @@ from diffusers import (KandinskyV22ControlnetPipeline, KandinskyV22Img2ImgPipeli
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
+import conditioning
+
 
 def randomize(model, seed):
     g = torch.Generator().manual_seed(seed)
@@ -140,22 +142,25 @@ def main():
             emb, neg = prior(c["prompt"], negative_prompt=c["negative"], num_images_per_prompt=c["n"],
                              num_inference_steps=c["psteps"], guidance_scale=c["pg"], generator=gen,
                              return_dict=False)
-        common = dict(image_embeds=emb, negative_image_embeds=neg, num_inference_steps=c["steps"],
-                      guidance_scale=c["g"], generator=gen, output_type="np")
-        if c["kind"] == "img2img":  # swapped on purpose, see the module doc
-            img = img2img(image=init, strength=c["strength"], width=c["h"], height=c["w"], **common).images
-        elif c["kind"] == "inpaint":
-            mask = Image.open(os.path.join(inputs, c["mask"]))
-            img = inpaint(image=init, mask_image=mask, width=c["w"], height=c["h"], **common).images
-        elif c["kind"] == "controlnet":
-            hint = Image.open(os.path.join(inputs, c["hint"])).convert("RGB")
-            ht = torch.from_numpy(np.array(hint)).float().permute(2, 0, 1)[None] / 255.0
-            img = control(hint=ht, width=c["w"], height=c["h"], **common).images
-        else:
+        def decode(g):
+            common = dict(image_embeds=emb, negative_image_embeds=neg, num_inference_steps=c["steps"],
+                          guidance_scale=c["g"], generator=g, output_type="np")
+            if c["kind"] == "img2img":  # swapped on purpose, see the module doc
+                return img2img(image=init, strength=c["strength"], width=c["h"], height=c["w"], **common).images
+            if c["kind"] == "inpaint":
+                mask = Image.open(os.path.join(inputs, c["mask"]))
+                return inpaint(image=init, mask_image=mask, width=c["w"], height=c["h"], **common).images
+            if c["kind"] == "controlnet":
+                hint = Image.open(os.path.join(inputs, c["hint"])).convert("RGB")
+                ht = torch.from_numpy(np.array(hint)).float().permute(2, 0, 1)[None] / 255.0
+                return control(hint=ht, width=c["w"], height=c["h"], **common).images
             from diffusers import KandinskyV22Pipeline
             dec = KandinskyV22Pipeline(unet=img2img.unet, scheduler=img2img.scheduler, movq=img2img.movq)
-            img = dec(width=c["w"], height=c["h"], **common).images
-        u8 = (img * 255).round().astype(np.uint8)
+            return dec(width=c["w"], height=c["h"], **common).images
+        unet = {"inpaint": inpaint.unet, "controlnet": control.unet}.get(c["kind"], img2img.unet)
+        state = gen.get_state()
+        u8 = conditioning.to_u8(decode(gen))
+        conditioning.check(f"case {i} {c['kind']}", conditioning.image_spread(decode, unet, state, u8))
         tensors[f"case{i}.image_embeds"] = emb.reshape(c["n"], -1).contiguous()
         tensors[f"case{i}.negative_image_embeds"] = neg.reshape(c["n"], -1).contiguous()
         tensors[f"case{i}.image"] = torch.from_numpy(u8.astype(np.float32)).contiguous()

@@ -14,6 +14,14 @@ static inline int64_t kd_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b
 void kd_sgemm_1t(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* Our AVX-512F sgemm (sgemm_avx512.c), same contract as kd_sgemm_1t; returns 0 without touching C
+ * when its packing buffer cannot be allocated. Only call it where kd_cpu_has_avx512(). */
+int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+int kd_cpu_has_avx512(void);
+/* "avx512" or "blas": the kernel kd_sgemm_1t uses (KD_GEMM=blas forces BLAS) */
+const char *kd_gemm_kernel_name(void);
+
 /* softmax of one row in place (norm.c) */
 void kd_softmax_row(float *x, int64_t n);
 

@@ -1,13 +1,33 @@
 /* GEMM and Linear. BLAS runs single-threaded; we split C into column (or row) panels, one pool
  * task each, so BLAS threads never compete with the pool. */
 #include <cblas.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu.h"
 #include "backend/ops.h"
 
+/* Which single-threaded kernel runs: our AVX-512 one where the CPU has AVX-512F, BLAS otherwise.
+ * KD_GEMM=blas forces BLAS (to compare, or to rule our kernel out when chasing a difference). */
+static int g_use_avx512;
+static pthread_once_t g_gemm_once = PTHREAD_ONCE_INIT;
+
+static void gemm_choose(void) {
+    const char *env = getenv("KD_GEMM");
+    g_use_avx512 = kd_cpu_has_avx512() && !(env && strcmp(env, "blas") == 0);
+}
+
+const char *kd_gemm_kernel_name(void) {
+    pthread_once(&g_gemm_once, gemm_choose);
+    return g_use_avx512 ? "avx512" : "blas";
+}
+
 void kd_sgemm_1t(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    pthread_once(&g_gemm_once, gemm_choose);
+    if (g_use_avx512 && kd_sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
                 (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }

@@ -1,0 +1,238 @@
+/* Single-threaded SGEMM for CPUs with AVX-512F, row-major, any transposition, alpha and beta.
+ *
+ * Why our own: PyTorch's MKL and OpenBLAS's AVX2 kernels (what OpenBLAS runs wherever it does
+ * not recognise the CPU, or where OPENBLAS_CORETYPE says so) use 256-bit FMAs; CPUs with full
+ * 512-bit FMA units (Zen 5, Intel server parts) do twice the work per instruction.
+ *
+ * The classic packed layout (Goto / BLIS):
+ *   for each NC-column block of C        (jc)
+ *     for each KC slice of the sum        (pc)  pack op(B)[pc:+kc, jc:+nc] into NR-wide panels
+ *       for each MC-row block of C        (ic)  pack op(A)[ic:+mc, pc:+kc] into MR-tall panels
+ *         for each NR panel, each MR panel: the MR×NR micro-kernel over kc
+ * One B micro-panel (KC × NR floats, 32 KB) stays in L1 while the A block (MC × KC, 168 KB)
+ * streams from L2. Packing zero-pads partial panels, so the micro-kernel always runs full size
+ * and only the store step looks at the real tile size. */
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+
+#define KD_AVX512 __attribute__((target("avx512f")))
+
+enum {
+    MR = 14,  /* rows of the micro-tile: 14 × 2 accumulators + 2 B vectors + 1 broadcast = 31 zmm */
+    NR = 32,  /* columns of the micro-tile: two zmm */
+    KC = 256, /* depth of one packed slice */
+    MC = 168, /* rows of a packed A block (12 panels) */
+    NC = 3072 /* columns of a packed B block */
+};
+
+#define PACK_FLOATS ((size_t)KC * NC + (size_t)MC * KC)
+
+/* ---- per-thread packing buffer, freed when the thread exits ---- */
+
+static pthread_key_t g_buf_key;
+static int g_buf_key_ok;
+static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
+
+static void buf_key_init(void) { g_buf_key_ok = pthread_key_create(&g_buf_key, free) == 0; }
+
+static float *pack_buffer(void) {
+    pthread_once(&g_buf_once, buf_key_init);
+    if (!g_buf_key_ok) return NULL;
+    float *p = pthread_getspecific(g_buf_key);
+    if (!p) {
+        p = aligned_alloc(64, PACK_FLOATS * sizeof(float));
+        if (p && pthread_setspecific(g_buf_key, p) != 0) {
+            free(p);
+            p = NULL;
+        }
+    }
+    return p;
+}
+
+/* ---- packing ---- */
+
+/* 16 rows of 16 floats → 16 columns, in registers (unpack, 4×4 within lanes, 4×4 of lanes). */
+KD_AVX512 static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4g + j], lane L = column 4L + j of rows 4g .. 4g+3 */
+    for (int g = 0; g < 4; g++) {
+        r[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512 v1 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512 v2 = _mm512_shuffle_f32x4(r[j], r[4 + j], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512 v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], _MM_SHUFFLE(3, 2, 3, 2));
+        t[j] = _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
+        t[4 + j] = _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
+        t[8 + j] = _mm512_shuffle_f32x4(v2, v3, _MM_SHUFFLE(2, 0, 2, 0));
+        t[12 + j] = _mm512_shuffle_f32x4(v2, v3, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+/* dst[k*W + c] = src[c*ld + k] for c < nc (zero for nc <= c < W), k < kc; W is 16 or a multiple. */
+KD_AVX512 static void pack_transposed(float *dst, int W, const float *src, int64_t ld, int nc, int kc) {
+    for (int c0 = 0; c0 < W; c0 += 16) {
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+            int kk = kc - k0 < 16 ? kc - k0 : 16;
+            __mmask16 km = tail_mask(kk);
+            __m512 r[16];
+            for (int c = 0; c < 16; c++)
+                r[c] = c0 + c < nc ? _mm512_maskz_loadu_ps(km, src + (int64_t)(c0 + c) * ld + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int k = 0; k < kk; k++) _mm512_store_ps(dst + (int64_t)(k0 + k) * W + c0, r[k]);
+        }
+    }
+}
+
+/* dst[k*W + c] = src[k*ld + c] for c < nc (zero beyond), k < kc; W is 16 or 32. */
+KD_AVX512 static void pack_copy(float *dst, int W, const float *src, int64_t ld, int nc, int kc) {
+    for (int c0 = 0; c0 < W; c0 += 16) {
+        __mmask16 m = c0 < nc ? tail_mask(nc - c0) : 0;
+        for (int k = 0; k < kc; k++)
+            _mm512_store_ps(dst + (int64_t)k * W + c0, _mm512_maskz_loadu_ps(m, src + (int64_t)k * ld + c0));
+    }
+}
+
+/* op(B)[k0:+kc, j0:+nc] → NR-wide panels, each kc × NR. */
+KD_AVX512 static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t j0, int nc, int kc, float *Bp) {
+    for (int q = 0; q < nc; q += NR) {
+        int nr = nc - q < NR ? nc - q : NR;
+        float *dst = Bp + (int64_t)q * kc;
+        if (tb)
+            pack_transposed(dst, NR, B + (j0 + q) * ldb + k0, ldb, nr, kc);
+        else
+            pack_copy(dst, NR, B + k0 * ldb + j0 + q, ldb, nr, kc);
+    }
+}
+
+/* op(A)[i0:+mc, k0:+kc] → MR-tall panels, each kc × MR (row r of the panel at k*MR + r). */
+KD_AVX512 static void pack_a(int ta, const float *A, int64_t lda, int64_t i0, int64_t k0, int mc, int kc, float *Ap) {
+    for (int p = 0; p < mc; p += MR) {
+        int mr = mc - p < MR ? mc - p : MR;
+        float *dst = Ap + (int64_t)p * kc;
+        if (ta) {
+            for (int k = 0; k < kc; k++) {
+                const float *src = A + (k0 + k) * lda + i0 + p;
+                for (int r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? src[r] : 0.0f;
+            }
+        } else {
+            for (int r = 0; r < MR; r++) {
+                const float *src = A + (i0 + p + r) * lda + k0;
+                if (r < mr)
+                    for (int k = 0; k < kc; k++) dst[k * MR + r] = src[k];
+                else
+                    for (int k = 0; k < kc; k++) dst[k * MR + r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* ---- micro-kernel: acc[MR][NR] = Ap · Bp over kc, then C = alpha·acc + beta·C on the mr × nr tile ---- */
+
+KD_AVX512 static void micro_kernel(int kc, const float *Ap, const float *Bp, float *C, int64_t ldc, int mr, int nr,
+                                   float alpha, float beta) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    __m512 c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
+    __m512 cc0 = c00, cc1 = c00, cd0 = c00, cd1 = c00;
+#define KD_ROW(r, acc0, acc1)                        \
+    do {                                             \
+        __m512 a_ = _mm512_set1_ps(Ap[r]);           \
+        acc0 = _mm512_fmadd_ps(a_, b0, acc0);        \
+        acc1 = _mm512_fmadd_ps(a_, b1, acc1);        \
+    } while (0)
+#pragma GCC unroll 2
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+        KD_ROW(0, c00, c01);
+        KD_ROW(1, c10, c11);
+        KD_ROW(2, c20, c21);
+        KD_ROW(3, c30, c31);
+        KD_ROW(4, c40, c41);
+        KD_ROW(5, c50, c51);
+        KD_ROW(6, c60, c61);
+        KD_ROW(7, c70, c71);
+        KD_ROW(8, c80, c81);
+        KD_ROW(9, c90, c91);
+        KD_ROW(10, ca0, ca1);
+        KD_ROW(11, cb0, cb1);
+        KD_ROW(12, cc0, cc1);
+        KD_ROW(13, cd0, cd1);
+        Ap += MR;
+        Bp += NR;
+    }
+#undef KD_ROW
+    __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61},
+                         {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}, {cc0, cc1}, {cd0, cd1}};
+    __mmask16 m0 = tail_mask(nr), m1 = nr > 16 ? tail_mask(nr - 16) : 0;
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < mr; r++) {
+        float *c = C + r * ldc;
+        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
+        if (beta != 0.0f) { /* beta == 0 never reads C: it may hold garbage or NaN */
+            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), x0);
+            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), x1);
+        }
+        _mm512_mask_storeu_ps(c, m0, x0);
+        _mm512_mask_storeu_ps(c + 16, m1, x1);
+    }
+}
+
+/* ---- driver ---- */
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+KD_AVX512 static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+}
+
+int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0 || alpha == 0.0f) { /* C = beta·C, as BLAS does */
+        scale_c(M, N, beta, C, ldc);
+        return 1;
+    }
+    float *buf = pack_buffer();
+    if (!buf) return 0; /* caller falls back to BLAS */
+    float *Bp = buf, *Ap = buf + (size_t)KC * NC;
+    for (int64_t jc = 0; jc < N; jc += NC) {
+        int nc = (int)min64(NC, N - jc);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            int kc = (int)min64(KC, K - pc);
+            float b = pc == 0 ? beta : 1.0f; /* later slices accumulate onto the first */
+            pack_b(trans_b, B, ldb, pc, jc, nc, kc, Bp);
+            for (int64_t ic = 0; ic < M; ic += MC) {
+                int mc = (int)min64(MC, M - ic);
+                pack_a(trans_a, A, lda, ic, pc, mc, kc, Ap);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int nr = nc - jr < NR ? nc - jr : NR;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int mr = mc - ir < MR ? mc - ir : MR;
+                        micro_kernel(kc, Ap + (int64_t)ir * kc, Bp + (int64_t)jr * kc, C + (ic + ir) * ldc + jc + jr,
+                                     ldc, mr, nr, alpha, b);
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+int kd_cpu_has_avx512(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
