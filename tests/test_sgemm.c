@@ -3,7 +3,8 @@
  * (MR = 14, NR = 32, KC = 256, MC = 168, NC = 3072: one below, at and above each), all four
  * transpositions, alpha/beta, padded leading dimensions. Each element must be within the
  * classic float error bound (K + 2)·u·Σ|α·a·b| + u·|β·c|; C outside the M × N window must be
- * untouched, and beta = 0 must ignore NaN already in C (BLAS semantics). */
+ * untouched, and beta = 0 must ignore NaN already in C (BLAS semantics). The F16/BF16-weight entry
+ * (kd_sgemm_avx512_half_wt, what kd_linear uses for half-precision weights) is checked the same way. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,12 +105,51 @@ static void run_suite(sgemm_fn fn, const char *name) {
     printf("%s: %d/%d cases within the float error bound\n", name, passed, cases);
 }
 
+/* C = A · Wᵀ with W in F16 / BF16: against float64 on the exactly converted weights. */
+static void run_half_suite(void) {
+    static const int64_t shapes[][3] = {{1, 1, 1},    {14, 32, 16},  {15, 33, 17},   {29, 95, 300},
+                                        {169, 70, 257}, {3, 3100, 40}, {154, 130, 513}};
+    int cases = 0, passed = 0;
+    for (int d = 0; d < 2; d++) {
+        kd_dtype dt = d ? KD_BF16 : KD_F16;
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2], ldw = K + (int64_t)(i % 3);
+            float *A = random_matrix(M, K), *Wf = random_matrix(N, ldw), *C = malloc((size_t)(M * N) * sizeof(float));
+            uint16_t *W = malloc((size_t)(N * ldw) * sizeof(uint16_t));
+            kd_convert_from_f32(W, dt, Wf, (size_t)(N * ldw));
+            kd_convert_to_f32(Wf, W, dt, (size_t)(N * ldw)); /* the values the kernel sees */
+            for (int64_t j = 0; j < M * N; j++) C[j] = NAN;
+            int ok = kd_sgemm_avx512_half_wt(M, N, K, A, K, W, dt, ldw, C, N);
+            for (int64_t r = 0; r < M && ok; r++)
+                for (int64_t c = 0; c < N && ok; c++) {
+                    double ref = 0, mag = 0;
+                    for (int64_t k = 0; k < K; k++) {
+                        ref += (double)A[r * K + k] * Wf[c * ldw + k];
+                        mag += fabs((double)A[r * K + k] * Wf[c * ldw + k]);
+                    }
+                    if (!(fabs(C[r * N + c] - ref) <= (double)(K + 2) * 0x1p-24 * mag + 1e-30)) ok = 0;
+                }
+            TEST_CHECK(ok, "half_wt %s M=%lld N=%lld K=%lld", kd_dtype_name(dt), (long long)M, (long long)N,
+                       (long long)K);
+            passed += ok;
+            cases++;
+            free(A);
+            free(Wf);
+            free(W);
+            free(C);
+        }
+    }
+    printf("kd_sgemm_avx512_half_wt: %d/%d cases within the float error bound\n", passed, cases);
+}
+
 int main(void) {
     printf("kd_sgemm_1t dispatches to: %s\n", kd_gemm_kernel_name());
     run_suite(dispatch_1t, "kd_sgemm_1t");
     if (kd_cpu_has_avx512())
+    {
         run_suite(kd_sgemm_avx512, "kd_sgemm_avx512");
-    else
+        run_half_suite();
+    } else
         printf("kd_sgemm_avx512: this CPU has no AVX-512F, kernel not run\n");
     return kt_finish("test_sgemm");
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "core/tensor.h"
 
 static inline int64_t kd_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t kd_max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -18,6 +19,10 @@ void kd_sgemm_1t(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, floa
  * when its packing buffer cannot be allocated. Only call it where kd_cpu_has_avx512(). */
 int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* C[M,N] = A[M,K] · Wᵀ with W[N,K] in F16 or BF16 (a Linear's weight), converted while packing. */
+int kd_sgemm_avx512_half_wt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const void *W,
+                            kd_dtype wdtype, int64_t ldw, float *C, int64_t ldc);
+/* AVX-512F, BW and VL (what the kernel uses) */
 int kd_cpu_has_avx512(void);
 /* "avx512" or "blas": the kernel kd_sgemm_1t uses (KD_GEMM=blas forces BLAS) */
 const char *kd_gemm_kernel_name(void);

@@ -99,10 +99,38 @@ static void lin_task(void *arg, int64_t idx, int tid) {
     kd_sgemm_1t(0, 1, j->M, n, j->K, 1.0f, j->x, j->K, wp, j->K, 0.0f, j->y + n0, j->N);
 }
 
+/* AVX-512: the kernel converts F16/BF16 weights while packing them; one panel of output columns
+ * per thread, so the activations are packed once per thread rather than once per 128 columns. */
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t M, N, K, panel;
+    const kd_tensor *w;
+    int failed;
+} half_job;
+
+static void half_task(void *arg, int64_t idx, int tid) {
+    half_job *j = arg;
+    int64_t n0 = idx * j->panel, n = kd_min64(j->panel, j->N - n0);
+    const char *w = (const char *)j->w->data + (size_t)(n0 * j->K) * kd_dtype_size(j->w->dtype);
+    if (!kd_sgemm_avx512_half_wt(j->M, n, j->K, j->x, j->K, w, j->w->dtype, j->K, j->y + n0, j->N)) j->failed = 1;
+}
+
+static int linear_half_avx512(kd_backend *be, float *y, const float *x, int64_t M, const kd_tensor *w) {
+    pthread_once(&g_gemm_once, gemm_choose);
+    if (!g_use_avx512 || (w->dtype != KD_F16 && w->dtype != KD_BF16)) return 0;
+    half_job j = {y, x, M, w->shape[0], w->shape[1], 0, w, 0};
+    j.panel = kd_ceil_div(kd_ceil_div(j.N, be->n_threads), 32) * 32;
+    kd_pool_run(be->pool, kd_ceil_div(j.N, j.panel), half_task, &j);
+    return !j.failed; /* a packing buffer that could not be allocated: redo it all on the BLAS path */
+}
+
 kd_status kd_linear(kd_backend *be, float *y, const float *x, int64_t M, const kd_tensor *w, const float *b,
                     kd_err *e) {
     int64_t N = w->shape[0], K = w->shape[1];
-    if (w->dtype == KD_F32) {
+    if (linear_half_avx512(be, y, x, M, w)) {
+        /* done */
+    } else if (w->dtype == KD_F32) {
         kd_gemm(be, 0, 1, M, N, K, 1.0f, x, K, (const float *)w->data, K, 0.0f, y, N);
     } else {
         kd_arena_mark m = kd_arena_get_mark(&be->scratch);

@@ -19,14 +19,19 @@
 
 #include "backend/cpu/cpu.h"
 
-#define KD_AVX512 __attribute__((target("avx512f")))
+#define KD_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
 
+#ifndef KD_SGEMM_KC /* overridable for tuning experiments */
+#define KD_SGEMM_KC 256
+#define KD_SGEMM_MC 168
+#define KD_SGEMM_NC 3072
+#endif
 enum {
-    MR = 14,  /* rows of the micro-tile: 14 × 2 accumulators + 2 B vectors + 1 broadcast = 31 zmm */
-    NR = 32,  /* columns of the micro-tile: two zmm */
-    KC = 256, /* depth of one packed slice */
-    MC = 168, /* rows of a packed A block (12 panels) */
-    NC = 3072 /* columns of a packed B block */
+    MR = 14,           /* rows of the micro-tile: 14 × 2 accumulators + 2 B vectors + 1 broadcast = 31 zmm */
+    NR = 32,           /* columns of the micro-tile: two zmm */
+    KC = KD_SGEMM_KC,  /* depth of one packed slice */
+    MC = KD_SGEMM_MC,  /* rows of a packed A block (a multiple of MR) */
+    NC = KD_SGEMM_NC   /* columns of a packed B block */
 };
 
 #define PACK_FLOATS ((size_t)KC * NC + (size_t)MC * KC)
@@ -84,17 +89,36 @@ KD_AVX512 static inline void transpose16(__m512 r[16]) {
 
 static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 
-/* dst[k*W + c] = src[c*ld + k] for c < nc (zero for nc <= c < W), k < kc; W is 16 or a multiple. */
-KD_AVX512 static void pack_transposed(float *dst, int W, const float *src, int64_t ld, int nc, int kc) {
+/* op(B) as the driver sees it: F32 in either layout, or F16/BF16 weights W[N][K] (B = Wᵀ),
+ * converted to F32 while packing. */
+typedef struct {
+    const void *p;
+    int64_t ld; /* in elements */
+    int trans;
+    kd_dtype dtype;
+} b_operand;
+
+/* 16 consecutive elements of row `row` from column k0 (kk of them, zero beyond) as F32. */
+KD_AVX512 static inline __m512 load_row16(const b_operand *b, int64_t row, int64_t k0, __mmask16 km) {
+    int64_t off = row * b->ld + k0;
+    if (b->dtype == KD_F32) return _mm512_maskz_loadu_ps(km, (const float *)b->p + off);
+    __m256i h = _mm256_maskz_loadu_epi16(km, (const uint16_t *)b->p + off);
+    if (b->dtype == KD_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16: the high half of F32 */
+}
+
+/* dst[k*W + c] = op(B)[k0 + k][j0 + c] with op(B) = rows of b transposed, for c < nc (zero for
+ * nc <= c < W), k < kc; W is a multiple of 16. */
+KD_AVX512 static void pack_transposed(float *dst, int W, const b_operand *b, int64_t j0, int64_t k0, int nc, int kc) {
     for (int c0 = 0; c0 < W; c0 += 16) {
-        for (int k0 = 0; k0 < kc; k0 += 16) {
-            int kk = kc - k0 < 16 ? kc - k0 : 16;
+        for (int k = 0; k < kc; k += 16) {
+            int kk = kc - k < 16 ? kc - k : 16;
             __mmask16 km = tail_mask(kk);
             __m512 r[16];
             for (int c = 0; c < 16; c++)
-                r[c] = c0 + c < nc ? _mm512_maskz_loadu_ps(km, src + (int64_t)(c0 + c) * ld + k0) : _mm512_setzero_ps();
+                r[c] = c0 + c < nc ? load_row16(b, j0 + c0 + c, k0 + k, km) : _mm512_setzero_ps();
             transpose16(r);
-            for (int k = 0; k < kk; k++) _mm512_store_ps(dst + (int64_t)(k0 + k) * W + c0, r[k]);
+            for (int i = 0; i < kk; i++) _mm512_store_ps(dst + (int64_t)(k + i) * W + c0, r[i]);
         }
     }
 }
@@ -109,14 +133,14 @@ KD_AVX512 static void pack_copy(float *dst, int W, const float *src, int64_t ld,
 }
 
 /* op(B)[k0:+kc, j0:+nc] → NR-wide panels, each kc × NR. */
-KD_AVX512 static void pack_b(int tb, const float *B, int64_t ldb, int64_t k0, int64_t j0, int nc, int kc, float *Bp) {
+KD_AVX512 static void pack_b(const b_operand *b, int64_t k0, int64_t j0, int nc, int kc, float *Bp) {
     for (int q = 0; q < nc; q += NR) {
         int nr = nc - q < NR ? nc - q : NR;
         float *dst = Bp + (int64_t)q * kc;
-        if (tb)
-            pack_transposed(dst, NR, B + (j0 + q) * ldb + k0, ldb, nr, kc);
+        if (b->trans)
+            pack_transposed(dst, NR, b, j0 + q, k0, nr, kc);
         else
-            pack_copy(dst, NR, B + k0 * ldb + j0 + q, ldb, nr, kc);
+            pack_copy(dst, NR, (const float *)b->p + k0 * b->ld + j0 + q, b->ld, nr, kc);
     }
 }
 
@@ -202,8 +226,8 @@ KD_AVX512 static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_
         for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
-int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+static int sgemm_packed(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const b_operand *b, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return 1;
     if (K <= 0 || alpha == 0.0f) { /* C = beta·C, as BLAS does */
         scale_c(M, N, beta, C, ldc);
@@ -216,8 +240,8 @@ int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
         int nc = (int)min64(NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += KC) {
             int kc = (int)min64(KC, K - pc);
-            float b = pc == 0 ? beta : 1.0f; /* later slices accumulate onto the first */
-            pack_b(trans_b, B, ldb, pc, jc, nc, kc, Bp);
+            float beta_k = pc == 0 ? beta : 1.0f; /* later slices accumulate onto the first */
+            pack_b(b, pc, jc, nc, kc, Bp);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int mc = (int)min64(MC, M - ic);
                 pack_a(trans_a, A, lda, ic, pc, mc, kc, Ap);
@@ -226,7 +250,7 @@ int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
                         micro_kernel(kc, Ap + (int64_t)ir * kc, Bp + (int64_t)jr * kc, C + (ic + ir) * ldc + jc + jr,
-                                     ldc, mr, nr, alpha, b);
+                                     ldc, mr, nr, alpha, beta_k);
                     }
                 }
             }
@@ -235,4 +259,19 @@ int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
     return 1;
 }
 
-int kd_cpu_has_avx512(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    b_operand b = {B, ldb, trans_b, KD_F32};
+    return sgemm_packed(trans_a, M, N, K, alpha, A, lda, &b, beta, C, ldc);
+}
+
+int kd_sgemm_avx512_half_wt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const void *W,
+                            kd_dtype wdtype, int64_t ldw, float *C, int64_t ldc) {
+    b_operand b = {W, ldw, 1, wdtype};
+    return sgemm_packed(0, M, N, K, 1.0f, A, lda, &b, 0.0f, C, ldc);
+}
+
+int kd_cpu_has_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c");
+}
