@@ -154,13 +154,15 @@ KD_AVX512 static void pack_a(int ta, const float *A, int64_t lda, int64_t i0, in
                 const float *src = A + (k0 + k) * lda + i0 + p;
                 for (int r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? src[r] : 0.0f;
             }
-        } else {
-            for (int r = 0; r < MR; r++) {
-                const float *src = A + (i0 + p + r) * lda + k0;
-                if (r < mr)
-                    for (int k = 0; k < kc; k++) dst[k * MR + r] = src[k];
-                else
-                    for (int k = 0; k < kc; k++) dst[k * MR + r] = 0.0f;
+        } else { /* rows of A are contiguous in k: 16 × 16 register transposes, 14 lanes stored */
+            for (int k = 0; k < kc; k += 16) {
+                int kk = kc - k < 16 ? kc - k : 16;
+                __mmask16 km = tail_mask(kk);
+                __m512 r[16];
+                for (int c = 0; c < 16; c++)
+                    r[c] = c < mr ? _mm512_maskz_loadu_ps(km, A + (i0 + p + c) * lda + k0 + k) : _mm512_setzero_ps();
+                transpose16(r);
+                for (int i = 0; i < kk; i++) _mm512_mask_storeu_ps(dst + (int64_t)(k + i) * MR, (1u << MR) - 1u, r[i]);
             }
         }
     }
