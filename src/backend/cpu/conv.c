@@ -4,8 +4,8 @@
  * A 1×1 stride-1 unpadded conv needs no col buffer (col = x). Otherwise col is built for a chunk
  * of output pixels at a time, sized so the buffer stays around COL_BUDGET bytes while each GEMM
  * still sees hundreds of columns (small panels make BLAS re-pack the weights too often).
- * The im2col fill and the GEMM are each spread over the pool. Weights that are not F32 are
- * converted in slabs of output channels and the conv runs per slab. */
+ * The im2col fill and the GEMM are each spread over the pool. F16/BF16 weights are read as they
+ * are: converted while the GEMM packs them (kd_gemm_wa) or inside the Winograd weight transform. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +14,6 @@
 #include "backend/ops.h"
 
 #define COL_BUDGET ((int64_t)24 << 20)
-#define SLAB_BUDGET ((int64_t)32 << 20)
 #define WINO_MIN_TILES 100
 /* F(4×4, 3×3) wins only with many tiles AND wide channels (its 6×6 transforms cost more per tile;
  * measured: U-Net 64² (384 ch) 1.2× and 32² (768 ch) 1.1× faster than F(2×2); 16² and MoVQ's 128-channel maps
@@ -123,8 +122,8 @@ static void scatter_task(void *arg, int64_t co, int tid) {
 }
 
 static kd_status conv_merged(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
-                             int64_t H, int64_t W, const float *w, int64_t Cout, int kh, int kw, const float *bias,
-                             const kd_conv2d_params *p, int64_t Wo, int64_t P, kd_err *e) {
+                             int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, int kh, int kw,
+                             const float *bias, const kd_conv2d_params *p, int64_t Wo, int64_t P, kd_err *e) {
     int64_t K = Cin * kh * kw, N = B * P;
     kd_arena_mark m = kd_arena_get_mark(&be->scratch);
     float *col = kd_arena_floats(&be->scratch, (size_t)(K * N), e);
@@ -132,36 +131,39 @@ static kd_status conv_merged(kd_backend *be, float *y, int64_t y_bstride, const 
     if (!tmp) return KD_ERR_OOM;
     im2col_job j = {x, col, Cin, H, W, Wo, 0, P, B, N, kh, kw, p->stride, p->pad_top, p->pad_left};
     kd_pool_run(be->pool, K, im2col_task, &j);
-    kd_gemm(be, 0, 0, Cout, N, K, 1.0f, w, K, col, N, 0.0f, tmp, N);
-    scatter_job sj = {y, tmp, bias, y_bstride, B, P};
-    kd_pool_run(be->pool, Cout, scatter_task, &sj);
+    kd_status s = kd_gemm_wa(be, Cout, N, K, w, wdt, col, N, tmp, N, e);
+    if (s == KD_OK) {
+        scatter_job sj = {y, tmp, bias, y_bstride, B, P};
+        kd_pool_run(be->pool, Cout, scatter_task, &sj);
+    }
     kd_arena_release(&be->scratch, m);
-    return KD_OK;
+    return s;
 }
 
 #define MERGE_MAX_COLUMNS 1024
 
-/* F32 weights w[Cout, K]; output channel planes at y + b·y_bstride + c·P. */
-static kd_status conv_f32(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
-                          int64_t H, int64_t W, const float *w, int64_t Cout, int kh, int kw, const float *bias,
-                          const kd_conv2d_params *p, int64_t Ho, int64_t Wo, kd_err *e) {
+/* Weights w[Cout, K] (F32, F16 or BF16); output channel planes at y + b·y_bstride + c·P. */
+static kd_status conv_impl(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
+                           int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, int kh, int kw,
+                           const float *bias, const kd_conv2d_params *p, int64_t Ho, int64_t Wo, kd_err *e) {
     int64_t P = Ho * Wo, K = Cin * kh * kw;
     int algo = pick_algo(kh, kw, p, B, Cin, Cout, Ho, Wo);
     if (algo == ALGO_WINO43)
-        return kd_conv3x3_winograd43(be, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, p->pad_top, p->pad_left, Ho,
-                                     Wo, e);
+        return kd_conv3x3_winograd43(be, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, p->pad_top, p->pad_left,
+                                     Ho, Wo, e);
     if (algo == ALGO_WINO23)
-        return kd_conv3x3_winograd(be, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, p->pad_top, p->pad_left, Ho, Wo,
-                                   e);
+        return kd_conv3x3_winograd(be, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, p->pad_top, p->pad_left, Ho,
+                                   Wo, e);
     if (B > 1 && B * P <= MERGE_MAX_COLUMNS)
-        return conv_merged(be, y, y_bstride, x, B, Cin, H, W, w, Cout, kh, kw, bias, p, Wo, P, e);
+        return conv_merged(be, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, kh, kw, bias, p, Wo, P, e);
     int direct = kh == 1 && kw == 1 && p->stride == 1 && !p->pad_top && !p->pad_bottom && !p->pad_left &&
                  !p->pad_right;
     for (int64_t b = 0; b < B; b++) {
         const float *xb = x + b * Cin * H * W;
         float *yb = y + b * y_bstride;
         if (direct) {
-            kd_gemm(be, 0, 0, Cout, P, K, 1.0f, w, K, xb, P, 0.0f, yb, P);
+            kd_status s = kd_gemm_wa(be, Cout, P, K, w, wdt, xb, P, yb, P, e);
+            if (s != KD_OK) return s;
         } else {
             int64_t n = kd_max64(COL_BUDGET / 4 / K, 256);
             n = n >= P ? P : n / 16 * 16;
@@ -172,7 +174,11 @@ static kd_status conv_f32(kd_backend *be, float *y, int64_t y_bstride, const flo
                 int64_t nn = kd_min64(n, P - p0);
                 im2col_job j = {xb, col, Cin, H, W, Wo, p0, nn, 1, nn, kh, kw, p->stride, p->pad_top, p->pad_left};
                 kd_pool_run(be->pool, K, im2col_task, &j);
-                kd_gemm(be, 0, 0, Cout, nn, K, 1.0f, w, K, col, nn, 0.0f, yb + p0, P);
+                kd_status s = kd_gemm_wa(be, Cout, nn, K, w, wdt, col, nn, yb + p0, P, e);
+                if (s != KD_OK) {
+                    kd_arena_release(&be->scratch, m);
+                    return s;
+                }
             }
             kd_arena_release(&be->scratch, m);
         }
@@ -194,23 +200,5 @@ kd_status kd_conv2d(kd_backend *be, float *y, const float *x, int64_t B, int64_t
         return kd_errf(e, KD_ERR_SHAPE, "conv2d: input [%lld, %lld, %lld, %lld] does not fit weight [%lld, %lld, %d, %d]",
                        (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout,
                        (long long)w->shape[1], kh, kw);
-    int64_t K = Cin * kh * kw, P = Ho * Wo;
-    if (w->dtype == KD_F32)
-        return conv_f32(be, y, Cout * P, x, B, Cin, H, W, w->data, Cout, kh, kw, b, p, Ho, Wo, e);
-
-    /* Half-precision weights: convert a slab of output channels, convolve into those planes. */
-    int64_t slab = kd_max64(SLAB_BUDGET / 4 / K, 16);
-    slab = kd_min64(slab, Cout);
-    kd_arena_mark m = kd_arena_get_mark(&be->scratch);
-    float *ws = kd_arena_floats(&be->scratch, (size_t)(slab * K), e);
-    if (!ws) return KD_ERR_OOM;
-    size_t esz = kd_dtype_size(w->dtype);
-    kd_status s = KD_OK;
-    for (int64_t c0 = 0; c0 < Cout && s == KD_OK; c0 += slab) {
-        int64_t nc = kd_min64(slab, Cout - c0);
-        kd_convert_to_f32(ws, (const char *)w->data + (size_t)(c0 * K) * esz, w->dtype, (size_t)(nc * K));
-        s = conv_f32(be, y + c0 * P, Cout * P, x, B, Cin, H, W, ws, nc, kh, kw, b ? b + c0 : NULL, p, Ho, Wo, e);
-    }
-    kd_arena_release(&be->scratch, m);
-    return s;
+    return conv_impl(be, y, Cout * Ho * Wo, x, B, Cin, H, W, w->data, w->dtype, Cout, kh, kw, b, p, Ho, Wo, e);
 }

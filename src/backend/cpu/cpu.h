@@ -22,6 +22,13 @@ int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
 /* C[M,N] = A[M,K] · Wᵀ with W[N,K] in F16 or BF16 (a Linear's weight), converted while packing. */
 int kd_sgemm_avx512_half_wt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const void *W,
                             kd_dtype wdtype, int64_t ldw, float *C, int64_t ldc);
+/* C[M,N] = W[M,K] · B[K,N] with W in F32, F16 or BF16 (a conv's weight), converted while packing. */
+int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype, int64_t ldw, const float *B,
+                       int64_t ldb, float *C, int64_t ldc);
+/* Threaded C[M,N] = W[M,K] · B[K,N] for weights of any dtype (gemm.c): the AVX-512 kernel converts
+ * while packing; the BLAS path converts slabs of rows of W into scratch. KD_ERR_OOM only. */
+kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
+                     const float *B, int64_t ldb, float *C, int64_t ldc, kd_err *e);
 /* AVX-512F, BW and VL (what the kernel uses) */
 int kd_cpu_has_avx512(void);
 /* "avx512" or "blas": the kernel kd_sgemm_1t uses (KD_GEMM=blas forces BLAS) */

@@ -78,6 +78,59 @@ void kd_gemm(kd_backend *be, int trans_a, int trans_b, int64_t M, int64_t N, int
     kd_pool_run(be->pool, tasks, gemm_task, &j);
 }
 
+/* ---- C = W · B with weights of any dtype (convolutions) ---- */
+
+typedef struct {
+    const void *w;
+    kd_dtype wdt;
+    const float *B;
+    float *C;
+    int64_t M, N, K, ldb, ldc, panel;
+    int split_n, failed;
+} wa_job;
+
+static void wa_task(void *arg, int64_t idx, int tid) {
+    wa_job *j = arg;
+    int64_t p0 = idx * j->panel, esz = (int64_t)kd_dtype_size(j->wdt);
+    int ok;
+    if (j->split_n)
+        ok = kd_sgemm_avx512_wa(j->M, kd_min64(j->panel, j->N - p0), j->K, j->w, j->wdt, j->K, j->B + p0, j->ldb,
+                                j->C + p0, j->ldc);
+    else
+        ok = kd_sgemm_avx512_wa(kd_min64(j->panel, j->M - p0), j->N, j->K, (const char *)j->w + p0 * j->K * esz, j->wdt,
+                                j->K, j->B, j->ldb, j->C + p0 * j->ldc, j->ldc);
+    if (!ok) j->failed = 1;
+}
+
+#define WA_SLAB_BYTES ((int64_t)32 << 20) /* BLAS path: rows of W converted at a time */
+
+kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
+                     const float *B, int64_t ldb, float *C, int64_t ldc, kd_err *e) {
+    pthread_once(&g_gemm_once, gemm_choose);
+    if (g_use_avx512 && wdtype != KD_F32) {
+        wa_job j = {W, wdtype, B, C, M, N, K, ldb, ldc, 0, N >= M, 0};
+        j.panel = j.split_n ? kd_ceil_div(kd_ceil_div(N, be->n_threads), 32) * 32 : panel_size(M, be->n_threads);
+        kd_pool_run(be->pool, kd_ceil_div(j.split_n ? N : M, j.panel), wa_task, &j);
+        if (!j.failed) return KD_OK; /* else: no packing buffer; the path below allocates from the arena */
+    }
+    if (wdtype == KD_F32) {
+        kd_gemm(be, 0, 0, M, N, K, 1.0f, W, K, B, ldb, 0.0f, C, ldc);
+        return KD_OK;
+    }
+    int64_t slab = kd_min64(kd_max64(WA_SLAB_BYTES / 4 / K, 16), M);
+    kd_arena_mark m = kd_arena_get_mark(&be->scratch);
+    float *ws = kd_arena_floats(&be->scratch, (size_t)(slab * K), e);
+    if (!ws) return KD_ERR_OOM;
+    size_t esz = kd_dtype_size(wdtype);
+    for (int64_t r0 = 0; r0 < M; r0 += slab) {
+        int64_t nr = kd_min64(slab, M - r0);
+        kd_convert_to_f32(ws, (const char *)W + (size_t)(r0 * K) * esz, wdtype, (size_t)(nr * K));
+        kd_gemm(be, 0, 0, nr, N, K, 1.0f, ws, K, B, ldb, 0.0f, C + r0 * ldc, ldc);
+    }
+    kd_arena_release(&be->scratch, m);
+    return KD_OK;
+}
+
 /* ---- Linear with f16/bf16 weights: convert panels of output rows into scratch, then GEMM ---- */
 
 #define LIN_PANEL 128 /* weight rows converted at a time: 128 × K floats stays in L2 for K <= 2048 */

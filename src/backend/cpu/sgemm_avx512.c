@@ -89,17 +89,18 @@ KD_AVX512 static inline void transpose16(__m512 r[16]) {
 
 static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 
-/* op(B) as the driver sees it: F32 in either layout, or F16/BF16 weights W[N][K] (B = Wᵀ),
- * converted to F32 while packing. */
+/* An operand as the driver sees it. F32 in either layout; F16/BF16 (weights, converted to F32
+ * while packing) only where its rows run along k: A not transposed (A[M][K]), B transposed
+ * (B = Wᵀ with W[N][K]). */
 typedef struct {
     const void *p;
     int64_t ld; /* in elements */
     int trans;
     kd_dtype dtype;
-} b_operand;
+} operand;
 
 /* 16 consecutive elements of row `row` from column k0 (kk of them, zero beyond) as F32. */
-KD_AVX512 static inline __m512 load_row16(const b_operand *b, int64_t row, int64_t k0, __mmask16 km) {
+KD_AVX512 static inline __m512 load_row16(const operand *b, int64_t row, int64_t k0, __mmask16 km) {
     int64_t off = row * b->ld + k0;
     if (b->dtype == KD_F32) return _mm512_maskz_loadu_ps(km, (const float *)b->p + off);
     __m256i h = _mm256_maskz_loadu_epi16(km, (const uint16_t *)b->p + off);
@@ -109,7 +110,7 @@ KD_AVX512 static inline __m512 load_row16(const b_operand *b, int64_t row, int64
 
 /* dst[k*W + c] = op(B)[k0 + k][j0 + c] with op(B) = rows of b transposed, for c < nc (zero for
  * nc <= c < W), k < kc; W is a multiple of 16. */
-KD_AVX512 static void pack_transposed(float *dst, int W, const b_operand *b, int64_t j0, int64_t k0, int nc, int kc) {
+KD_AVX512 static void pack_transposed(float *dst, int W, const operand *b, int64_t j0, int64_t k0, int nc, int kc) {
     for (int c0 = 0; c0 < W; c0 += 16) {
         for (int k = 0; k < kc; k += 16) {
             int kk = kc - k < 16 ? kc - k : 16;
@@ -133,7 +134,7 @@ KD_AVX512 static void pack_copy(float *dst, int W, const float *src, int64_t ld,
 }
 
 /* op(B)[k0:+kc, j0:+nc] → NR-wide panels, each kc × NR. */
-KD_AVX512 static void pack_b(const b_operand *b, int64_t k0, int64_t j0, int nc, int kc, float *Bp) {
+KD_AVX512 static void pack_b(const operand *b, int64_t k0, int64_t j0, int nc, int kc, float *Bp) {
     for (int q = 0; q < nc; q += NR) {
         int nr = nc - q < NR ? nc - q : NR;
         float *dst = Bp + (int64_t)q * kc;
@@ -145,13 +146,13 @@ KD_AVX512 static void pack_b(const b_operand *b, int64_t k0, int64_t j0, int nc,
 }
 
 /* op(A)[i0:+mc, k0:+kc] → MR-tall panels, each kc × MR (row r of the panel at k*MR + r). */
-KD_AVX512 static void pack_a(int ta, const float *A, int64_t lda, int64_t i0, int64_t k0, int mc, int kc, float *Ap) {
+KD_AVX512 static void pack_a(const operand *a, int64_t i0, int64_t k0, int mc, int kc, float *Ap) {
     for (int p = 0; p < mc; p += MR) {
         int mr = mc - p < MR ? mc - p : MR;
         float *dst = Ap + (int64_t)p * kc;
-        if (ta) {
+        if (a->trans) { /* F32 only: columns of A are contiguous */
             for (int k = 0; k < kc; k++) {
-                const float *src = A + (k0 + k) * lda + i0 + p;
+                const float *src = (const float *)a->p + (k0 + k) * a->ld + i0 + p;
                 for (int r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? src[r] : 0.0f;
             }
         } else { /* rows of A are contiguous in k: 16 × 16 register transposes, 14 lanes stored */
@@ -160,7 +161,7 @@ KD_AVX512 static void pack_a(int ta, const float *A, int64_t lda, int64_t i0, in
                 __mmask16 km = tail_mask(kk);
                 __m512 r[16];
                 for (int c = 0; c < 16; c++)
-                    r[c] = c < mr ? _mm512_maskz_loadu_ps(km, A + (i0 + p + c) * lda + k0 + k) : _mm512_setzero_ps();
+                    r[c] = c < mr ? load_row16(a, i0 + p + c, k0 + k, km) : _mm512_setzero_ps();
                 transpose16(r);
                 for (int i = 0; i < kk; i++) _mm512_mask_storeu_ps(dst + (int64_t)(k + i) * MR, (1u << MR) - 1u, r[i]);
             }
@@ -228,8 +229,8 @@ KD_AVX512 static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_
         for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
-static int sgemm_packed(int trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                        const b_operand *b, float beta, float *C, int64_t ldc) {
+static int sgemm_packed(const operand *a, const operand *b, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                        float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return 1;
     if (K <= 0 || alpha == 0.0f) { /* C = beta·C, as BLAS does */
         scale_c(M, N, beta, C, ldc);
@@ -246,7 +247,7 @@ static int sgemm_packed(int trans_a, int64_t M, int64_t N, int64_t K, float alph
             pack_b(b, pc, jc, nc, kc, Bp);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int mc = (int)min64(MC, M - ic);
-                pack_a(trans_a, A, lda, ic, pc, mc, kc, Ap);
+                pack_a(a, ic, pc, mc, kc, Ap);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
                     for (int ir = 0; ir < mc; ir += MR) {
@@ -263,14 +264,20 @@ static int sgemm_packed(int trans_a, int64_t M, int64_t N, int64_t K, float alph
 
 int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    b_operand b = {B, ldb, trans_b, KD_F32};
-    return sgemm_packed(trans_a, M, N, K, alpha, A, lda, &b, beta, C, ldc);
+    operand a = {A, lda, trans_a, KD_F32}, b = {B, ldb, trans_b, KD_F32};
+    return sgemm_packed(&a, &b, M, N, K, alpha, beta, C, ldc);
 }
 
 int kd_sgemm_avx512_half_wt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const void *W,
                             kd_dtype wdtype, int64_t ldw, float *C, int64_t ldc) {
-    b_operand b = {W, ldw, 1, wdtype};
-    return sgemm_packed(0, M, N, K, 1.0f, A, lda, &b, 0.0f, C, ldc);
+    operand a = {A, lda, 0, KD_F32}, b = {W, ldw, 1, wdtype};
+    return sgemm_packed(&a, &b, M, N, K, 1.0f, 0.0f, C, ldc);
+}
+
+int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype, int64_t ldw, const float *B,
+                       int64_t ldb, float *C, int64_t ldc) {
+    operand a = {W, ldw, 0, wdtype}, b = {B, ldb, 0, KD_F32};
+    return sgemm_packed(&a, &b, M, N, K, 1.0f, 0.0f, C, ldc);
 }
 
 int kd_cpu_has_avx512(void) {

@@ -23,7 +23,8 @@
 #define WT_LANES 16
 
 typedef struct {
-    const float *w; /* [Cout, Cin, 3, 3] */
+    const void *w; /* [Cout, Cin, 3, 3] in wdt */
+    kd_dtype wdt;
     float *U;       /* [16][Cout][Cin], planes u_plane apart */
     int64_t Cout, Cin, u_plane;
 } wt_job;
@@ -34,8 +35,11 @@ static void weight_task(void *arg, int64_t co, int tid) {
     for (int64_t c0 = 0; c0 < j->Cin; c0 += WT_LANES) {
         int64_t nl = kd_min64(WT_LANES, j->Cin - c0);
         float g[9][WT_LANES] = {{0}}, t[4][3][WT_LANES], u[16][WT_LANES];
+        float wf[WT_LANES * 9]; /* these nl × 9 weights as F32 */
+        kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
+                          (size_t)(nl * 9));
         for (int64_t l = 0; l < nl; l++)
-            for (int i = 0; i < 9; i++) g[i][l] = j->w[(co * j->Cin + c0 + l) * 9 + i];
+            for (int i = 0; i < 9; i++) g[i][l] = wf[l * 9 + i];
         for (int c = 0; c < 3; c++) /* G g */
             for (int l = 0; l < WT_LANES; l++) {
                 float g0 = g[c][l], g1 = g[3 + c][l], g2 = g[6 + c][l];
@@ -160,7 +164,7 @@ static void gemm16_task(void *arg, int64_t k, int tid) {
 }
 
 kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
-                              int64_t W, const float *w, int64_t Cout, const float *bias, int pad_t, int pad_l,
+                              int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t, int pad_l,
                               int64_t Ho, int64_t Wo, kd_err *e) {
     int64_t tiles_y = kd_ceil_div(Ho, 2), tiles_x = kd_ceil_div(Wo, 2);
     int64_t tiles_per_img = tiles_y * tiles_x, T = B * tiles_per_img;
@@ -178,7 +182,7 @@ kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const
         kd_arena_release(&be->scratch, mark);
         return KD_ERR_OOM;
     }
-    wt_job wj = {w, U, Cout, Cin, u_plane};
+    wt_job wj = {w, wdt, U, Cout, Cin, u_plane};
     kd_pool_run(be->pool, Cout, weight_task, &wj);
 
     for (int64_t t0 = 0; t0 < T; t0 += n) {
