@@ -190,6 +190,15 @@ int kd_prior_text_len(const kd_prior *p);   /* 77 */
 kd_status kd_prior_forward(kd_ctx *ctx, kd_prior *p, const float *x_t, const float *timesteps,
                            const float *proj_embedding, const float *encoder_hidden_states,
                            const int32_t *attention_mask, int batch, float *out);
+/* The same with only the first text_len (1..77) text positions: encoder_hidden_states
+ * [batch, text_len, E], attention_mask [batch, text_len]; the four extra tokens keep their
+ * positional embeddings. Equal (up to float rounding) to kd_prior_forward on the full 77 when every
+ * dropped position is padding (mask 0) in every row: padded keys get −10000, whose softmax weight
+ * is exactly 0 in float32, and no other token reads a padded token's state. The pipelines use it
+ * with the longest prompt's length. */
+kd_status kd_prior_forward_text(kd_ctx *ctx, kd_prior *p, const float *x_t, const float *timesteps,
+                                const float *proj_embedding, const float *encoder_hidden_states,
+                                const int32_t *attention_mask, int text_len, int batch, float *out);
 /* x = x · clip_std + clip_mean, in place (the final step of the prior pipeline). */
 void kd_prior_post_process(const kd_prior *p, float *x, int batch);
 

@@ -2,6 +2,7 @@
  * (quick_gelu with argmax pooling, gelu with first-EOS pooling), CLIP vision (incl. the all-zero
  * "negative" image), PriorTransformer (padding + causal mask, timesteps 0 / 42 / 999) and its
  * post-processing; batch 1 and 2. Tolerance |got - ref| <= 1e-4·max|ref| + 1e-4·|ref|. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,28 @@ static void test_text(kd_ctx *ctx, const char *name) {
         if (s == KD_OK) check(l, emb, eref, ne);
         snprintf(l, sizeof l, "%s %s last_hidden_state", name, tag);
         if (s == KD_OK) check(l, hid, href, nh);
+        if (s == KD_OK) { /* the first n positions alone (n = up to the last row's EOS): the same states */
+            int64_t Lf = ish[1], n = 1, W = hsh[2];
+            for (int64_t b = 0; b < ish[0]; b++) {
+                int64_t eos = 0;
+                for (int64_t i = 0; i < Lf; i++)
+                    if (ids[b * Lf + i] > ids[b * Lf + eos]) eos = i;
+                if (eos + 1 > n) n = eos + 1;
+            }
+            int32_t *ids_n = malloc((size_t)(ish[0] * n) * sizeof(int32_t));
+            float *hid_n = malloc((size_t)(ish[0] * n * W) * sizeof(float)), *href_n = malloc((size_t)(ish[0] * n * W) * sizeof(float));
+            for (int64_t b = 0; b < ish[0]; b++) {
+                memcpy(ids_n + b * n, ids + b * Lf, (size_t)n * sizeof(int32_t));
+                memcpy(href_n + b * n * W, href + b * Lf * W, (size_t)(n * W) * sizeof(float));
+            }
+            s = kd_clip_text_forward(ctx, m, ids_n, (int)ish[0], (int)n, emb, hid_n);
+            TEST_CHECK(s == KD_OK, "%s %s, first %lld positions: %s", name, tag, (long long)n, kd_ctx_last_error(ctx));
+            snprintf(l, sizeof l, "%s %s first %lld positions: text_embeds", name, tag, (long long)n);
+            if (s == KD_OK) check(l, emb, eref, ne);
+            snprintf(l, sizeof l, "%s %s first %lld positions: last_hidden_state", name, tag, (long long)n);
+            if (s == KD_OK) check(l, hid_n, href_n, (size_t)(ish[0] * n * W));
+            free(ids_n), free(hid_n), free(href_n);
+        }
         ids[3] = 5000; /* outside the tiny vocabulary */
         TEST_CHECK(kd_clip_text_forward(ctx, m, ids, 1, (int)ish[1], emb, NULL) == KD_ERR_INVALID_ARG &&
                        strstr(kd_ctx_last_error(ctx), "vocabulary"),
@@ -114,6 +137,43 @@ done:
     kd_clip_vision_free(m);
 }
 
+/* kd_prior_forward_text with only the first n text positions (n = the longest row's real tokens,
+ * as the pipelines call it) must match the reference too; and the trimming must be exact only
+ * because the dropped positions are padding: unmasking one of them changes the full result. */
+static void check_trimmed(kd_ctx *ctx, kd_prior *m, const char *tag, const float *x, const float *ts, const float *pe,
+                          const float *ehs, const int32_t *mask, int B, const float *ref) {
+    const int E = 24, L = 77;
+    int n = 1;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < L; i++)
+            if (mask[b * L + i] && i + 1 > n) n = i + 1;
+    float *ehs_n = malloc((size_t)B * n * E * sizeof(float)), *out = malloc((size_t)B * E * sizeof(float));
+    int32_t *mask_n = malloc((size_t)B * n * sizeof(int32_t));
+    for (int b = 0; b < B; b++) {
+        memcpy(ehs_n + (size_t)b * n * E, ehs + (size_t)b * L * E, (size_t)n * E * sizeof(float));
+        memcpy(mask_n + (size_t)b * n, mask + (size_t)b * L, (size_t)n * sizeof(int32_t));
+    }
+    kd_status s = kd_prior_forward_text(ctx, m, x, ts, pe, ehs_n, mask_n, n, B, out);
+    TEST_CHECK(s == KD_OK, "prior %s, %d text positions: %s", tag, n, kd_ctx_last_error(ctx));
+    char l[100];
+    snprintf(l, sizeof l, "prior %s, first %d text positions", tag, n);
+    if (s == KD_OK) check(l, out, ref, (size_t)B * E);
+    TEST_CHECK(kd_prior_forward_text(ctx, m, x, ts, pe, ehs_n, mask_n, 78, B, out) == KD_ERR_INVALID_ARG,
+               "78 text positions rejected");
+    if (n < L) { /* the same full call with position n unmasked differs */
+        int32_t *mask2 = malloc((size_t)B * L * sizeof(int32_t));
+        memcpy(mask2, mask, (size_t)B * L * sizeof(int32_t));
+        mask2[n] = 1;
+        s = kd_prior_forward(ctx, m, x, ts, pe, ehs, mask2, B, out);
+        double d = 0;
+        for (int i = 0; s == KD_OK && i < E; i++) d = fmax(d, fabs(out[i] - ref[i]));
+        TEST_CHECK(s == KD_OK && d > 1e-4, "prior %s: unmasking padded position %d changes the output (by %.3g)", tag, n,
+                   d);
+        free(mask2);
+    }
+    free(ehs_n), free(out), free(mask_n);
+}
+
 static void test_prior(kd_ctx *ctx) {
     char p[600];
     snprintf(p, sizeof p, "%s/prior", kt_data_path("prior"));
@@ -136,6 +196,7 @@ static void test_prior(kd_ctx *ctx) {
         char l[100];
         snprintf(l, sizeof l, "prior %s", tags[c]);
         if (s == KD_OK) check(l, out, ref, (size_t)B * 24);
+        check_trimmed(ctx, m, tags[c], x, ts, pe, ehs, mask, B, ref);
         kd_prior_post_process(m, out, B);
         snprintf(l, sizeof l, "prior %s post_process", tags[c]);
         if (s == KD_OK) check(l, out, post, (size_t)B * 24);

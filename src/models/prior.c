@@ -125,22 +125,24 @@ kd_status kd_prior_load(kd_ctx *ctx, const char *path, kd_prior **out) {
     return KD_OK;
 }
 
-/* Additive mask [B, S, S]: padding of text keys and the causal part, both −10000 as diffusers. */
-static void build_mask(const kd_prior *p, const int32_t *text_mask, int64_t B, float *mask) {
-    int64_t S = p->seq;
+/* Additive mask [B, S, S] for Nt text tokens (S = Nt + 4): padding of text keys and the causal
+ * part, both −10000 as diffusers. */
+static void build_mask(const int32_t *text_mask, int64_t B, int64_t Nt, int64_t S, float *mask) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < S; i++)
             for (int64_t j = 0; j < S; j++) {
                 float v = j > i ? -10000.0f : 0.0f;
-                if (j < p->n_text && !text_mask[b * p->n_text + j]) v += -10000.0f;
+                if (j < Nt && !text_mask[b * Nt + j]) v += -10000.0f;
                 mask[(b * S + i) * S + j] = v;
             }
 }
 
+/* Nt ≤ n_text text tokens: the first Nt positions of the full layout, then the four extra tokens
+ * at their usual positions n_text .. n_text + 3. */
 static kd_status forward_impl(kd_prior *p, kd_backend *be, const float *x_t, const float *timesteps,
                               const float *proj_embedding, const float *ehs, const int32_t *text_mask, int64_t B,
-                              float *out, kd_err *e) {
-    int64_t D = p->D, S = p->seq, Nt = p->n_text;
+                              int64_t Nt, float *out, kd_err *e) {
+    int64_t D = p->D, S = Nt + p->n_extra;
     kd_arena *a = &p->arena;
     float *tok = kd_arena_floats(a, (size_t)(B * S * D), e);
     float *sin_emb = tok ? kd_arena_floats(a, (size_t)(B * D), e) : NULL;
@@ -160,11 +162,16 @@ static kd_status forward_impl(kd_prior *p, kd_backend *be, const float *x_t, con
     kd_silu(be, h, h, B * D);
     for (int64_t b = 0; b < B; b++)
         KD_TRY(kd_linear_layer_forward(be, &p->time_linear_2, tok + (b * S + Nt + 1) * D, h + b * D, 1, e));
-    for (int64_t b = 0; b < B; b++) kd_add(be, tok + b * S * D, tok + b * S * D, p->positional_embedding, S * D);
+    const float *pos_extra = p->positional_embedding + p->n_text * D;
+    for (int64_t b = 0; b < B; b++) {
+        float *tb = tok + b * S * D;
+        kd_add(be, tb, tb, p->positional_embedding, Nt * D);
+        kd_add(be, tb + Nt * D, tb + Nt * D, pos_extra, p->n_extra * D);
+    }
 
     kd_tf_mask m = {0};
     if (text_mask) {
-        build_mask(p, text_mask, B, mask);
+        build_mask(text_mask, B, Nt, S, mask);
         m = (kd_tf_mask){.add = mask, .bstride = S * S, .qstride = S};
     }
     for (int64_t i = 0; i < p->layers; i++) KD_TRY(kd_tf_layer_forward(be, a, &p->blocks[i], tok, B, S, &m, e));
@@ -178,11 +185,22 @@ kd_status kd_prior_forward(kd_ctx *ctx, kd_prior *p, const float *x_t, const flo
                            const float *proj_embedding, const float *encoder_hidden_states,
                            const int32_t *attention_mask, int batch, float *out) {
     if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!p) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior: NULL argument");
+    return kd_prior_forward_text(ctx, p, x_t, timesteps, proj_embedding, encoder_hidden_states, attention_mask,
+                                 (int)p->n_text, batch, out);
+}
+
+kd_status kd_prior_forward_text(kd_ctx *ctx, kd_prior *p, const float *x_t, const float *timesteps,
+                                const float *proj_embedding, const float *encoder_hidden_states,
+                                const int32_t *attention_mask, int text_len, int batch, float *out) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
     if (!p || !x_t || !timesteps || !proj_embedding || !encoder_hidden_states || !out)
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior: NULL argument");
     if (batch < 1 || batch > 4096) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior: batch %d", batch);
+    if (text_len < 1 || text_len > p->n_text)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior: %d text tokens (1..%lld)", text_len, (long long)p->n_text);
     kd_status s = forward_impl(p, &ctx->be, x_t, timesteps, proj_embedding, encoder_hidden_states, attention_mask,
-                               batch, out, &ctx->err);
+                               batch, text_len, out, &ctx->err);
     kd_arena_reset(&p->arena);
     if (s != KD_OK) kd_err_prefix(&ctx->err, "prior");
     return s;

@@ -13,10 +13,16 @@
 
 #include "pipeline/pipeline.h"
 
+/* Only the first `len` token positions are encoded and given to the prior: len is the longest
+ * row's real tokens (BOS .. EOS), everything after is padding in every row. Exact: CLIP's text
+ * attention is causal, so earlier positions never see later ones, and the prior masks padded keys
+ * with −10000 (softmax weight exactly 0 in float32) and outputs only its last token, so no result
+ * reads a padded position. A short prompt runs ~10 positions instead of 77 (docs/NOTES.md). */
 typedef struct text_batch {
-    int32_t *ids, *mask; /* [rows, L] */
+    int32_t *ids, *mask; /* [rows, len] */
     float *embeds;       /* [rows, E] */
-    float *hidden;       /* [rows, L, E] */
+    float *hidden;       /* [rows, len, E] */
+    int len;
 } text_batch;
 
 static void text_batch_free(text_batch *t) {
@@ -37,13 +43,24 @@ static kd_status encode_texts(kd_ctx *ctx, kd_pipeline *p, const char *const *te
     out->embeds = malloc((size_t)rows * E * sizeof(float));
     out->hidden = malloc((size_t)rows * L * E * sizeof(float));
     if (!out->ids || !out->mask || !out->embeds || !out->hidden) return kd_ctx_fail(ctx, KD_ERR_OOM, "prior: out of memory");
+    out->len = 1;
     for (int r = 0; r < rows; r++) {
         int n_real;
         kd_status s = kd_clip_tokenize(p->tokenizer, texts[r], strlen(texts[r]), L, out->ids + (size_t)r * L,
                                        out->mask + (size_t)r * L, &n_real, &ctx->err);
         if (s != KD_OK) return kd_err_prefix(&ctx->err, "prompt");
+        for (int i = L - 1; i >= out->len; i--)
+            if (out->mask[(size_t)r * L + i]) {
+                out->len = i + 1;
+                break;
+            }
     }
-    return kd_clip_text_forward(ctx, p->text_encoder, out->ids, rows, L, out->embeds, out->hidden);
+    int n = out->len;
+    for (int r = 1; r < rows && n < L; r++) { /* compact [rows, L] → [rows, n] */
+        memmove(out->ids + (size_t)r * n, out->ids + (size_t)r * L, (size_t)n * sizeof(int32_t));
+        memmove(out->mask + (size_t)r * n, out->mask + (size_t)r * L, (size_t)n * sizeof(int32_t));
+    }
+    return kd_clip_text_forward(ctx, p->text_encoder, out->ids, rows, n, out->embeds, out->hidden);
 }
 
 /* The zero-image embedding, repeated over rows; computed once per pipeline (the vision encoder on
@@ -89,7 +106,8 @@ static kd_status denoise(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd
         memcpy(lp->x_in, lp->x, row_bytes);
         if (lp->cfg) memcpy((char *)lp->x_in + row_bytes, lp->x, row_bytes);
         for (int b = 0; b < batch; b++) lp->ts[b] = (float)ts[i];
-        KD_TRY(kd_prior_forward(ctx, p->prior, lp->x_in, lp->ts, lp->embeds, lp->hidden, lp->mask, batch, lp->pred));
+        KD_TRY(kd_prior_forward_text(ctx, p->prior, lp->x_in, lp->ts, lp->embeds, lp->hidden, lp->mask, lp->L, batch,
+                                     lp->pred));
         if (lp->cfg) { /* pred = uncond + g · (text - uncond) */
             float *u = lp->pred, *c = lp->pred + (size_t)lp->rows * lp->E;
             for (size_t k = 0; k < (size_t)lp->rows * lp->E; k++) u[k] = u[k] + lp->guidance * (c[k] - u[k]);
@@ -176,6 +194,7 @@ kd_status kd_pipe_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_
         lp.embeds = tb.embeds;
         lp.hidden = tb.hidden;
         lp.mask = tb.mask;
+        lp.L = tb.len;
         s = denoise(ctx, p, g, rng, &lp, start);
     }
     if (s == KD_OK) {
