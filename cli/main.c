@@ -3,7 +3,8 @@
  *   kandinsky generate -p "a red cat" [options]     text to image (Kandinsky 2.2)
  *   kandinsky autoencode --model DIR IN OUT.png      MoVQ encode + decode round trip
  *   kandinsky decode --model DIR LATENTS OUT.png     MoVQ decode of saved latents
- *   kandinsky inspect PATH                           tensors and config of a checkpoint */
+ *   kandinsky inspect PATH                           tensors and config of a checkpoint
+ *   kandinsky serve [options]                        HTTP API (serve.c) */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "kandinsky.h"
+#include "serve.h"
 
 #define EXIT_USAGE 2
 #define EXIT_FAIL 1
@@ -120,10 +122,10 @@ static void on_progress(void *user, const char *stage, int step, int total) {
 
 /* ---- generate ---- */
 
-#define DEFAULT_PRIOR "kandinsky-community/kandinsky-2-2-prior"
-#define DEFAULT_DECODER "kandinsky-community/kandinsky-2-2-decoder"
-#define DEFAULT_PRIOR_21 "kandinsky-community/kandinsky-2-1-prior"
-#define DEFAULT_DECODER_21 "kandinsky-community/kandinsky-2-1"
+#define DEFAULT_PRIOR KD_CLI_DEFAULT_PRIOR
+#define DEFAULT_DECODER KD_CLI_DEFAULT_DECODER
+#define DEFAULT_PRIOR_21 KD_CLI_DEFAULT_PRIOR21
+#define DEFAULT_DECODER_21 KD_CLI_DEFAULT_DECODER21
 
 /* Download progress of Hub files (kd_model_resolve): one bar per file of 1 MB or more (configs
  * and tokenizer files flash by unannounced). */
@@ -580,6 +582,7 @@ static void usage(FILE *f) {
             "                           MoVQ encode + decode round trip of an image\n"
             "  decode --model DIR LATENTS.safetensors OUT.png\n"
             "                           MoVQ decode of latents ([1, C, h, w] tensor 'latents')\n"
+            "  serve [options]          HTTP server: POST /generate with JSON → PNG (see kandinsky serve --help)\n"
             "  inspect PATH             tensors (name, dtype, shape) of a .safetensors file, a sharded\n"
             "                           *.safetensors.index.json, or a model folder, and its config.json\n"
             "  --version                print the version\n"
@@ -605,6 +608,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "autoencode")) return cmd_autoencode(argc - 2, argv + 2);
     if (!strcmp(cmd, "decode")) return cmd_decode(argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) return kd_cli_serve(argc - 2, argv + 2);
     fprintf(stderr, "kandinsky: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return EXIT_USAGE;

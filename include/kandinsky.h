@@ -82,6 +82,9 @@ kd_status kd_image_read(kd_ctx *ctx, const char *path, kd_image *out);
 /* Writes a PNG (".png") or JPEG (".jpg"/".jpeg", quality 95) by the file name's extension. For PNG,
  * text = NULL or a NULL-terminated list of key, value, key, value, ... stored as tEXt chunks. */
 kd_status kd_image_write(kd_ctx *ctx, const char *path, const kd_image *img, const char *const *text);
+/* The PNG that kd_image_write would write, into a malloc'd buffer (*png, *png_len; free() it). */
+kd_status kd_image_encode_png(kd_ctx *ctx, const kd_image *img, const char *const *text, uint8_t **png,
+                              size_t *png_len);
 
 /* ---- Inspection ------------------------------------------------------------------------------
  * Prints a description of a model file or folder to `out`: for a .safetensors file (or a sharded

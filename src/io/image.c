@@ -904,15 +904,17 @@ kd_status kd_image_save_png(const char *path, const kd_image *img, kd_err *e) {
     return kd_image_save_png_text(path, img, NULL, e);
 }
 
-kd_status kd_image_save_png_text(const char *path, const kd_image *img, const char *const *text, kd_err *e) {
-    if (!img_valid(img)) return kd_errf(e, KD_ERR_INVALID_ARG, "%s: cannot save an invalid image", path);
+static kd_status png_check_args(const char *what, const kd_image *img, const char *const *text, kd_err *e) {
+    if (!img_valid(img)) return kd_errf(e, KD_ERR_INVALID_ARG, "%s: cannot save an invalid image", what);
     for (int k = 0; text && text[k] && text[k + 1]; k += 2) {
         size_t kl = strlen(text[k]);
-        if (kl < 1 || kl > 79) return kd_errf(e, KD_ERR_INVALID_ARG, "%s: PNG text key '%s' must be 1..79 bytes", path, text[k]);
+        if (kl < 1 || kl > 79) return kd_errf(e, KD_ERR_INVALID_ARG, "%s: PNG text key '%s' must be 1..79 bytes", what, text[k]);
     }
-    char *tmp;
-    FILE *fp;
-    KD_TRY(open_tmp(path, &tmp, &fp, e));
+    return KD_OK;
+}
+
+/* Encodes into fp; returns 1, or 0 with the reason in msg. */
+static int png_encode_stream(FILE *fp, const kd_image *img, const char *const *text, char msg[256]) {
     png_enc c = {0};
     c.fp = fp;
     c.img = img;
@@ -922,13 +924,43 @@ kd_status kd_image_save_png_text(const char *path, const kd_image *img, const ch
     int ok = c.png && c.info && png_enc_run(&c) == 0;
     if (c.png) png_destroy_write_struct(&c.png, c.info ? &c.info : NULL);
     if (!ok && !c.msg[0]) snprintf(c.msg, sizeof c.msg, "cannot create the libpng encoder");
-    if (ok && ferror(fp)) {
+    if (ok && (fflush(fp) != 0 || ferror(fp))) {
         ok = 0;
         snprintf(c.msg, sizeof c.msg, "write error");
     }
+    memcpy(msg, c.msg, sizeof c.msg);
+    return ok;
+}
+
+kd_status kd_image_save_png_text(const char *path, const kd_image *img, const char *const *text, kd_err *e) {
+    KD_TRY(png_check_args(path, img, text, e));
+    char *tmp, msg[256];
+    FILE *fp;
+    KD_TRY(open_tmp(path, &tmp, &fp, e));
+    int ok = png_encode_stream(fp, img, text, msg);
     kd_status s = close_tmp(path, tmp, fp, ok, e);
-    if (!ok) return kd_errf(e, KD_ERR_IO, "%s: PNG encoding failed: %s", path, c.msg);
+    if (!ok) return kd_errf(e, KD_ERR_IO, "%s: PNG encoding failed: %s", path, msg);
     return s;
+}
+
+kd_status kd_image_encode_png_mem(const kd_image *img, const char *const *text, uint8_t **out, size_t *out_len,
+                                  kd_err *e) {
+    *out = NULL;
+    *out_len = 0;
+    KD_TRY(png_check_args("PNG", img, text, e));
+    char *buf = NULL, msg[256];
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    if (!fp) return kd_errf(e, KD_ERR_OOM, "PNG: cannot open a memory stream: %s", strerror(errno));
+    int ok = png_encode_stream(fp, img, text, msg);
+    if (fclose(fp) != 0) ok = 0;
+    if (!ok) {
+        free(buf);
+        return kd_errf(e, KD_ERR_IO, "PNG encoding failed: %s", msg[0] ? msg : "out of memory");
+    }
+    *out = (uint8_t *)buf;
+    *out_len = len;
+    return KD_OK;
 }
 
 typedef struct jpg_enc {

@@ -121,6 +121,9 @@ kd_status kd_image_to_gray(const kd_image *in, kd_image *out, kd_err *e);
 kd_status kd_image_save_png(const char *path, const kd_image *img, kd_err *e);
 /* Same, with tEXt chunks: text = NULL or key, value, key, value, ..., NULL (keys 1..79 bytes). */
 kd_status kd_image_save_png_text(const char *path, const kd_image *img, const char *const *text, kd_err *e);
+/* The same PNG into a malloc'd buffer (*out, *out_len; free() it). */
+kd_status kd_image_encode_png_mem(const kd_image *img, const char *const *text, uint8_t **out, size_t *out_len,
+                                  kd_err *e);
 /* Baseline JPEG, 4:2:0 for colour, quality 1..100; alpha is dropped. */
 kd_status kd_image_save_jpeg(const char *path, const kd_image *img, int quality, kd_err *e);
 

@@ -25,6 +25,13 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && !strcasecmp(s + n - m, suffix);
 }
 
+kd_status kd_image_encode_png(kd_ctx *ctx, const kd_image *img, const char *const *text, uint8_t **png,
+                              size_t *png_len) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!img || !png || !png_len) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "kd_image_encode_png: NULL argument");
+    return kd_image_encode_png_mem(img, text, png, png_len, &ctx->err);
+}
+
 kd_status kd_image_write(kd_ctx *ctx, const char *path, const kd_image *img, const char *const *text) {
     if (!ctx) return KD_ERR_INVALID_ARG;
     if (!path || !img || !img->data) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "image write: NULL argument");
