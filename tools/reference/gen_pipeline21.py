@@ -95,8 +95,13 @@ def main():
     unet.save_pretrained(os.path.join(ddir, "unet"), safe_serialization=True)
     path = os.path.join(ddir, "unet", "diffusion_pytorch_model.safetensors")
     save_file({k: v.half() for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
+    # clip_sample=True, unlike the published scheduler/ (False): a random tiny U-Net's ε does not
+    # cancel x_t, so unclipped DDIM divides by √ᾱ ≈ 0.04 and drives the latents to |x| ≈ 100–300;
+    # MoVQ then turns ~1e-6 relative differences (another GEMM kernel or conv algorithm) into up to
+    # 145/255 of pixels and the test would measure summation order. Clipped, every case passes
+    # conditioning.check at 1e-5. The unclipped DDIM step itself is covered by test_sched.
     sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+                          clip_sample=True, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
     sched.save_pretrained(os.path.join(ddir, "scheduler"))
     movq = VQModel.from_pretrained(os.path.join(ddir, "movq"))
     dec = KandinskyPipeline(text_encoder=mclip, tokenizer=tok, unet=unet, scheduler=sched, movq=movq)
@@ -107,10 +112,10 @@ def main():
 
     cases = [
         dict(seed=0, prompt="a red cat on a chair", negative=None, w=32, h=32, g=4.0, pg=4.0, steps=5, psteps=4),
-        dict(seed=378, prompt="красный кот на стуле", negative="плохое качество", w=48, h=32, g=4.0, pg=4.0, steps=5,
+        dict(seed=78, prompt="красный кот на стуле", negative="плохое качество", w=48, h=32, g=4.0, pg=4.0, steps=5,
              psteps=3),
         dict(seed=2024, prompt="一只坐在椅子上的红猫", negative=None, w=32, h=48, g=1.0, pg=1.0, steps=4, psteps=3),
-        dict(seed=305, prompt="Ein Haus am See 🏠", negative="", w=32, h=32, g=1.5, pg=2.0, steps=4, psteps=3, n=2),
+        dict(seed=5, prompt="Ein Haus am See 🏠", negative="", w=32, h=32, g=3.0, pg=2.0, steps=4, psteps=3, n=2),
     ]
     # 2.1 inpainting decoder: the same with a 9-channel U-Net (movq, scheduler, text encoder and
     # tokenizer shared through symlinks)
@@ -161,15 +166,15 @@ def main():
         dict(kind="img2img", seed=3, prompt="дом у озера", w=32, h=32, strength=0.6, steps=8, psteps=3, g=2.0),
         # diffusers' 2.1 img2img only works for square sizes (its transposed resize meets an
         # untransposed latent shape) and one image per prompt list entry
-        dict(kind="img2img", seed=1104, prompt="a house", negative="fog", w=48, h=48, strength=0.4, steps=10, psteps=3,
+        dict(kind="img2img", seed=4, prompt="a house", negative="fog", w=48, h=48, strength=0.4, steps=10, psteps=3,
              g=2.0),
         dict(kind="inpaint", seed=11, prompt="红色的球", w=32, h=32, mask="mask_50x40.png", steps=5, psteps=3),
         # guidance 1: with CFG, this tiny 9-channel decoder is chaotic — diffusers at 1 and at 2
         # torch threads differs by 2/255 (seed 12, guidance 1.5) and by 67/255 (seed 13)
-        dict(kind="inpaint", seed=412, prompt="a blue ball", negative="ugly", w=48, h=32, mask="mask_48x32_rgb.png",
+        dict(kind="inpaint", seed=12, prompt="a blue ball", negative="ugly", w=48, h=32, mask="mask_48x32_rgb.png",
              steps=5, psteps=3, g=1.0),
         # interpolate (2.1 keeps dim 0), then the decoder with the prompt "" as the docs do
-        dict(kind="mix", seed=921, mix=[["text", "кошка", 0.6], ["image", "mix_40x28.png", 0.4]], w=32, h=32,
+        dict(kind="mix", seed=21, mix=[["text", "кошка", 0.6], ["image", "mix_40x28.png", 0.4]], w=32, h=32,
              steps=4, psteps=3, g=2.0),
         # text-to-image with the decoder's ddpm_scheduler/ instead of its DDIM scheduler/
         dict(kind="ddpm", seed=31, prompt="زهرة حمراء", negative="ضباب", w=32, h=48, steps=6, psteps=3, g=2.0),
