@@ -44,7 +44,7 @@ static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, co
     g.num_images = (int)num(c, "n");
     g.seed = (uint64_t)num(c, "seed");
     int ok = 1;
-    if (!strcmp(kind, "img2img") || !strcmp(kind, "inpaint")) {
+    if (!strcmp(kind, "img2img") || !strcmp(kind, "inpaint") || !strcmp(kind, "controlnet_img2img")) {
         ok &= load_input(ctx, "init_97x61.png", &init);
         g.init_image = &init;
         if (cJSON_GetObjectItem(c, "strength")) g.strength = (float)num(c, "strength");
@@ -53,7 +53,7 @@ static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, co
         ok &= load_input(ctx, str(c, "mask"), &mask);
         g.mask_image = &mask;
     }
-    if (!strcmp(kind, "controlnet")) {
+    if (!strncmp(kind, "controlnet", 10)) {
         ok &= load_input(ctx, str(c, "hint"), &hint);
         g.hint_image = &hint;
     }
@@ -234,7 +234,7 @@ static void run_version(kd_ctx *ctx, const char *dir, const char *const decoders
         for (int i = 0; i < cJSON_GetArraySize(list); i++) {
             const cJSON *c = cJSON_GetArrayItem(list, i);
             const char *kind = str(c, "kind");
-            kd_pipeline *pp = !strcmp(kind, "inpaint") ? p[1] : !strcmp(kind, "controlnet") ? p[2] : p[0];
+            kd_pipeline *pp = !strcmp(kind, "inpaint") ? p[1] : !strncmp(kind, "controlnet", 10) ? p[2] : p[0];
             TEST_CHECK(pp != NULL, "case %d: a decoder for %s", i, kind);
             if (!strcmp(kind, "ddpm")) {
                 char ddpm_dir[600];

@@ -20,7 +20,8 @@ import os
 
 import numpy as np
 import torch
-from diffusers import (KandinskyV22ControlnetPipeline, KandinskyV22Img2ImgPipeline, KandinskyV22InpaintPipeline,
+from diffusers import (KandinskyV22ControlnetImg2ImgPipeline, KandinskyV22ControlnetPipeline,
+                       KandinskyV22Img2ImgPipeline, KandinskyV22InpaintPipeline,
                        KandinskyV22PriorPipeline, UNet2DConditionModel, VQModel, DDPMScheduler)
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
@@ -97,6 +98,7 @@ def main():
     unet_c, movq_c, sched_c = variant_decoder(root, "decoder_controlnet", in_channels=8,
                                               addition_embed_type="image_hint")
     control = KandinskyV22ControlnetPipeline(unet=unet_c, scheduler=sched_c, movq=movq_c)
+    control_i2i = KandinskyV22ControlnetImg2ImgPipeline(unet=unet_c, scheduler=sched_c, movq=movq_c)
 
     init = Image.open(os.path.join(inputs, "init_97x61.png")).convert("RGB")
     cases = [
@@ -118,6 +120,11 @@ def main():
              h=32, steps=4, psteps=6),
         dict(kind="emb2emb", seed=42, prompt="a boat", negative="fog", prior_image="init_97x61.png",
              prior_strength=0.8, w=48, h=32, steps=4, psteps=5, n=2),
+        # ControlNet + img2img (KandinskyV22ControlnetImg2ImgPipeline), width/height swapped as img2img
+        dict(kind="controlnet_img2img", seed=51, prompt="a robot in a garden", w=32, h=32, strength=0.6,
+             hint="depth_128x128.png", steps=5, psteps=3),
+        dict(kind="controlnet_img2img", seed=52, prompt="a red car", negative="rain", w=32, h=32, strength=0.9,
+             hint="depth_128x128.png", steps=4, psteps=3, g=2.0, n=2),
     ]
     tensors = {}
     for i, c in enumerate(cases):
@@ -150,14 +157,19 @@ def main():
             if c["kind"] == "inpaint":
                 mask = Image.open(os.path.join(inputs, c["mask"]))
                 return inpaint(image=init, mask_image=mask, width=c["w"], height=c["h"], **common).images
-            if c["kind"] == "controlnet":
+            if c["kind"] in ("controlnet", "controlnet_img2img"):
                 hint = Image.open(os.path.join(inputs, c["hint"])).convert("RGB")
                 ht = torch.from_numpy(np.array(hint)).float().permute(2, 0, 1)[None] / 255.0
+                ht = ht.repeat(c["n"], 1, 1, 1)  # diffusers wants one hint per image embedding
+                if c["kind"] == "controlnet_img2img":  # swapped on purpose, as img2img
+                    return control_i2i(image=init, strength=c["strength"], hint=ht, width=c["h"], height=c["w"],
+                                       **common).images
                 return control(hint=ht, width=c["w"], height=c["h"], **common).images
             from diffusers import KandinskyV22Pipeline
             dec = KandinskyV22Pipeline(unet=img2img.unet, scheduler=img2img.scheduler, movq=img2img.movq)
             return dec(width=c["w"], height=c["h"], **common).images
-        unet = {"inpaint": inpaint.unet, "controlnet": control.unet}.get(c["kind"], img2img.unet)
+        unet = {"inpaint": inpaint.unet, "controlnet": control.unet, "controlnet_img2img": control.unet}.get(
+            c["kind"], img2img.unet)
         state = gen.get_state()
         u8 = conditioning.to_u8(decode(gen))
         conditioning.check(f"case {i} {c['kind']}", conditioning.image_spread(decode, unet, state, u8))
