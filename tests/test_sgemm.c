@@ -142,6 +142,34 @@ static void run_half_suite(void) {
     printf("kd_sgemm_avx512_half_wt: %d/%d cases within the float error bound\n", passed, cases);
 }
 
+/* C = A · B with A handed over in the packed-A layout (kd_sgemm_pa_index), as Winograd writes it. */
+static void run_prepacked_suite(void) {
+    static const int64_t shapes[][3] = {{1, 1, 1}, {14, 32, 16}, {15, 33, 255}, {29, 95, 257}, {169, 70, 600}, {3, 700, 40}};
+    int cases = 0, passed = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t M = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+        float *A = random_matrix(M, K), *B = random_matrix(K, N), *C = malloc((size_t)(M * N) * sizeof(float));
+        float *Ap = calloc((size_t)kd_sgemm_pa_floats(M, K), sizeof(float));
+        for (int64_t r = 0; r < M; r++)
+            for (int64_t k = 0; k < K; k++) Ap[kd_sgemm_pa_index(M, K, r, k)] = A[r * K + k];
+        int ok = kd_sgemm_avx512_pa(M, N, K, Ap, B, N, C, N);
+        for (int64_t r = 0; r < M && ok; r++)
+            for (int64_t c = 0; c < N && ok; c++) {
+                double ref = 0, mag = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    ref += (double)A[r * K + k] * B[k * N + c];
+                    mag += fabs((double)A[r * K + k] * B[k * N + c]);
+                }
+                if (!(fabs(C[r * N + c] - ref) <= (double)(K + 2) * 0x1p-24 * mag + 1e-30)) ok = 0;
+            }
+        TEST_CHECK(ok, "prepacked A: M=%lld N=%lld K=%lld", (long long)M, (long long)N, (long long)K);
+        passed += ok;
+        cases++;
+        free(A), free(B), free(C), free(Ap);
+    }
+    printf("kd_sgemm_avx512_pa: %d/%d cases within the float error bound\n", passed, cases);
+}
+
 int main(void) {
     printf("kd_sgemm_1t dispatches to: %s\n", kd_gemm_kernel_name());
     run_suite(dispatch_1t, "kd_sgemm_1t");
@@ -149,6 +177,7 @@ int main(void) {
     {
         run_suite(kd_sgemm_avx512, "kd_sgemm_avx512");
         run_half_suite();
+        run_prepacked_suite();
     } else
         printf("kd_sgemm_avx512: this CPU has no AVX-512F, kernel not run\n");
     return kt_finish("test_sgemm");

@@ -29,6 +29,23 @@ int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype 
  * while packing; the BLAS path converts slabs of rows of W into scratch. KD_ERR_OOM only. */
 kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
                      const float *B, int64_t ldb, float *C, int64_t ldc, kd_err *e);
+/* The AVX-512 kernel's packed-A layout, for producers that can write it directly (the Winograd
+ * weight transforms): per KC slice of K, ceil(M/MR) panels of kc × MR floats, A[i][k] at
+ * kd_sgemm_pa_index(M, K, i, k); kd_sgemm_pa_floats(M, K) floats in all. Rows M .. ceil(M/MR)·MR
+ * are padding (computed, never stored). */
+#define KD_SGEMM_MR 14
+#define KD_SGEMM_KC 256
+static inline int64_t kd_sgemm_pa_rows(int64_t M) { return kd_ceil_div(M, KD_SGEMM_MR) * KD_SGEMM_MR; }
+static inline int64_t kd_sgemm_pa_floats(int64_t M, int64_t K) { return kd_sgemm_pa_rows(M) * K; }
+static inline int64_t kd_sgemm_pa_index(int64_t M, int64_t K, int64_t i, int64_t k) {
+    int64_t pc = k / KD_SGEMM_KC * KD_SGEMM_KC, kc = kd_min64(KD_SGEMM_KC, K - pc);
+    return pc * kd_sgemm_pa_rows(M) + i / KD_SGEMM_MR * kc * KD_SGEMM_MR + (k - pc) * KD_SGEMM_MR + i % KD_SGEMM_MR;
+}
+/* C[M,N] = A · B[K,N] with A already in the packed-A layout; 0 if the B buffer is unavailable. */
+int kd_sgemm_avx512_pa(int64_t M, int64_t N, int64_t K, const float *Ap, const float *B, int64_t ldb, float *C,
+                       int64_t ldc);
+/* 1 when kd_sgemm_1t runs the AVX-512 kernel (so packed-A producers may be used) */
+int kd_gemm_uses_avx512(void);
 /* AVX-512F, BW and VL (what the kernel uses) */
 int kd_cpu_has_avx512(void);
 /* "avx512" or "blas": the kernel kd_sgemm_1t uses (KD_GEMM=blas forces BLAS) */

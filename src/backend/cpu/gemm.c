@@ -18,6 +18,11 @@ static void gemm_choose(void) {
     g_use_avx512 = kd_cpu_has_avx512() && !(env && strcmp(env, "blas") == 0);
 }
 
+int kd_gemm_uses_avx512(void) {
+    pthread_once(&g_gemm_once, gemm_choose);
+    return g_use_avx512;
+}
+
 const char *kd_gemm_kernel_name(void) {
     pthread_once(&g_gemm_once, gemm_choose);
     return g_use_avx512 ? "avx512" : "blas";

@@ -21,15 +21,14 @@
 
 #define KD_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 
-#ifndef KD_SGEMM_KC /* overridable for tuning experiments */
-#define KD_SGEMM_KC 256
+#ifndef KD_SGEMM_MC /* overridable for tuning experiments */
 #define KD_SGEMM_MC 168
 #define KD_SGEMM_NC 3072
 #endif
 enum {
-    MR = 14,           /* rows of the micro-tile: 14 × 2 accumulators + 2 B vectors + 1 broadcast = 31 zmm */
+    MR = KD_SGEMM_MR,  /* rows of the micro-tile (14): 14 × 2 accumulators + 2 B vectors + 1 broadcast = 31 zmm */
     NR = 32,           /* columns of the micro-tile: two zmm */
-    KC = KD_SGEMM_KC,  /* depth of one packed slice */
+    KC = KD_SGEMM_KC,  /* depth of one packed slice (256; cpu.h, as the packed-A layout depends on it) */
     MC = KD_SGEMM_MC,  /* rows of a packed A block (a multiple of MR) */
     NC = KD_SGEMM_NC   /* columns of a packed B block */
 };
@@ -229,8 +228,9 @@ KD_AVX512 static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_
         for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
-static int sgemm_packed(const operand *a, const operand *b, int64_t M, int64_t N, int64_t K, float alpha, float beta,
-                        float *C, int64_t ldc) {
+/* a == NULL: A comes already packed in `prepacked` (kd_sgemm_pa_index layout). */
+static int sgemm_packed(const operand *a, const float *prepacked, const operand *b, int64_t M, int64_t N, int64_t K,
+                        float alpha, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return 1;
     if (K <= 0 || alpha == 0.0f) { /* C = beta·C, as BLAS does */
         scale_c(M, N, beta, C, ldc);
@@ -247,12 +247,16 @@ static int sgemm_packed(const operand *a, const operand *b, int64_t M, int64_t N
             pack_b(b, pc, jc, nc, kc, Bp);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int mc = (int)min64(MC, M - ic);
-                pack_a(a, ic, pc, mc, kc, Ap);
+                const float *Aic = Ap;
+                if (a)
+                    pack_a(a, ic, pc, mc, kc, Ap);
+                else
+                    Aic = prepacked + pc * kd_sgemm_pa_rows(M) + ic * kc;
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
-                        micro_kernel(kc, Ap + (int64_t)ir * kc, Bp + (int64_t)jr * kc, C + (ic + ir) * ldc + jc + jr,
+                        micro_kernel(kc, Aic + (int64_t)ir * kc, Bp + (int64_t)jr * kc, C + (ic + ir) * ldc + jc + jr,
                                      ldc, mr, nr, alpha, beta_k);
                     }
                 }
@@ -265,19 +269,25 @@ static int sgemm_packed(const operand *a, const operand *b, int64_t M, int64_t N
 int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     operand a = {A, lda, trans_a, KD_F32}, b = {B, ldb, trans_b, KD_F32};
-    return sgemm_packed(&a, &b, M, N, K, alpha, beta, C, ldc);
+    return sgemm_packed(&a, NULL, &b, M, N, K, alpha, beta, C, ldc);
 }
 
 int kd_sgemm_avx512_half_wt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const void *W,
                             kd_dtype wdtype, int64_t ldw, float *C, int64_t ldc) {
     operand a = {A, lda, 0, KD_F32}, b = {W, ldw, 1, wdtype};
-    return sgemm_packed(&a, &b, M, N, K, 1.0f, 0.0f, C, ldc);
+    return sgemm_packed(&a, NULL, &b, M, N, K, 1.0f, 0.0f, C, ldc);
 }
 
 int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype, int64_t ldw, const float *B,
                        int64_t ldb, float *C, int64_t ldc) {
     operand a = {W, ldw, 0, wdtype}, b = {B, ldb, 0, KD_F32};
-    return sgemm_packed(&a, &b, M, N, K, 1.0f, 0.0f, C, ldc);
+    return sgemm_packed(&a, NULL, &b, M, N, K, 1.0f, 0.0f, C, ldc);
+}
+
+int kd_sgemm_avx512_pa(int64_t M, int64_t N, int64_t K, const float *Ap, const float *B, int64_t ldb, float *C,
+                       int64_t ldc) {
+    operand b = {B, ldb, 0, KD_F32};
+    return sgemm_packed(NULL, Ap, &b, M, N, K, 1.0f, 0.0f, C, ldc);
 }
 
 int kd_cpu_has_avx512(void) {

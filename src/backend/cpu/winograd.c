@@ -25,18 +25,16 @@
 typedef struct {
     const void *w; /* [Cout, Cin, 3, 3] in wdt */
     kd_dtype wdt;
-    float *U;       /* [16][Cout][Cin], planes u_plane apart */
-    int64_t Cout, Cin, u_plane;
+    kd_wino_u u;   /* 16 planes U_k[Cout][Cin], plain or packed */
 } wt_job;
 
 static void weight_task(void *arg, int64_t co, int tid) {
     const wt_job *j = arg;
-    int64_t plane = j->u_plane;
-    for (int64_t c0 = 0; c0 < j->Cin; c0 += WT_LANES) {
-        int64_t nl = kd_min64(WT_LANES, j->Cin - c0);
+    for (int64_t c0 = 0; c0 < j->u.Cin; c0 += WT_LANES) {
+        int64_t nl = kd_min64(WT_LANES, j->u.Cin - c0);
         float g[9][WT_LANES] = {{0}}, t[4][3][WT_LANES], u[16][WT_LANES];
         float wf[WT_LANES * 9]; /* these nl × 9 weights as F32 */
-        kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
+        kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->u.Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
                           (size_t)(nl * 9));
         for (int64_t l = 0; l < nl; l++)
             for (int i = 0; i < 9; i++) g[i][l] = wf[l * 9 + i];
@@ -56,8 +54,15 @@ static void weight_task(void *arg, int64_t co, int tid) {
                 u[r * 4 + 2][l] = 0.5f * (a - b + c);
                 u[r * 4 + 3][l] = c;
             }
-        for (int k = 0; k < 16; k++) memcpy(j->U + k * plane + co * j->Cin + c0, u[k], (size_t)nl * sizeof(float));
+        for (int k = 0; k < 16; k++) kd_wino_u_store(&j->u, k, co, c0, u[k], nl);
     }
+}
+
+/* All output channels of one packed panel (KD_SGEMM_MR rows) in one task: in the packed layout
+ * neighbouring rows share cache lines, so they must not be split between threads. */
+static void weight_panel_task(void *arg, int64_t p, int tid) {
+    const wt_job *j = arg;
+    for (int64_t co = p * KD_SGEMM_MR; co < kd_min64(j->u.Cout, (p + 1) * KD_SGEMM_MR); co++) weight_task(arg, co, tid);
 }
 
 typedef struct {
@@ -152,15 +157,16 @@ static void output_task(void *arg, int64_t co, int tid) {
 }
 
 typedef struct {
-    const float *U, *V;
+    const kd_wino_u *u;
+    const float *V;
     float *M;
-    int64_t u_plane, v_plane, m_plane, Cout, Cin, n;
+    int64_t v_plane, m_plane, n;
+    int failed;
 } gemm16_job;
 
 static void gemm16_task(void *arg, int64_t k, int tid) {
-    const gemm16_job *j = arg;
-    kd_sgemm_1t(0, 0, j->Cout, j->n, j->Cin, 1.0f, j->U + k * j->u_plane, j->Cin, j->V + k * j->v_plane, j->n, 0.0f,
-                j->M + k * j->m_plane, j->n);
+    gemm16_job *j = arg;
+    if (!kd_wino_gemm(j->u, (int)k, j->V + k * j->v_plane, j->n, j->M + k * j->m_plane)) j->failed = 1;
 }
 
 kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
@@ -173,7 +179,8 @@ kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const
 
     /* The 16 planes are written and read together; a stride that is a multiple of 4 KiB would
      * put all 16 streams in the same cache sets, so each plane is padded by PLANE_PAD floats. */
-    int64_t u_plane = Cout * Cin + PLANE_PAD, v_plane = Cin * n + PLANE_PAD, m_plane = Cout * n + PLANE_PAD;
+    kd_wino_u u = {NULL, 0, Cout, Cin, kd_gemm_uses_avx512()};
+    int64_t u_plane = kd_wino_u_plane_floats(&u) + PLANE_PAD, v_plane = Cin * n + PLANE_PAD, m_plane = Cout * n + PLANE_PAD;
     kd_arena_mark mark = kd_arena_get_mark(&be->scratch);
     float *U = kd_arena_floats(&be->scratch, (size_t)(16 * u_plane), e);
     float *V = U ? kd_arena_floats(&be->scratch, (size_t)(16 * v_plane), e) : NULL;
@@ -182,15 +189,22 @@ kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const
         kd_arena_release(&be->scratch, mark);
         return KD_ERR_OOM;
     }
-    wt_job wj = {w, wdt, U, Cout, Cin, u_plane};
-    kd_pool_run(be->pool, Cout, weight_task, &wj);
+    u.U = U;
+    u.plane = u_plane;
+    wt_job wj = {w, wdt, u};
+    kd_pool_run(be->pool, kd_ceil_div(Cout, KD_SGEMM_MR), weight_panel_task, &wj);
+    kd_wino_u_zero_padding(&u, 16);
 
     for (int64_t t0 = 0; t0 < T; t0 += n) {
         int64_t nn = kd_min64(n, T - t0);
         in_job ij = {x, V, v_plane, Cin, H, W, tiles_x, tiles_per_img, t0, nn, pad_t, pad_l};
         kd_pool_run(be->pool, Cin, input_task, &ij);
-        gemm16_job gj = {U, V, M, u_plane, v_plane, m_plane, Cout, Cin, nn};
+        gemm16_job gj = {&u, V, M, v_plane, m_plane, nn, 0};
         kd_pool_run(be->pool, 16, gemm16_task, &gj);
+        if (gj.failed) {
+            kd_arena_release(&be->scratch, mark);
+            return kd_errf(e, KD_ERR_OOM, "winograd conv: no memory for the GEMM packing buffer");
+        }
         out_job oj = {M, m_plane, y, bias, y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, nn};
         kd_pool_run(be->pool, Cout, output_task, &oj);
     }

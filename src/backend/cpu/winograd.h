@@ -2,6 +2,7 @@
 #define KD_CPU_WINOGRAD_H
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "core/tensor.h"
 
 /* y[B,Cout,Ho,Wo] (image stride y_bstride) = conv3x3(x[B,Cin,H,W], w[Cout,Cin,3,3] in wdt (F32, F16 or BF16), stride 1, pads top/left as given;
@@ -14,5 +15,45 @@ kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const
 kd_status kd_conv3x3_winograd43(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
                                 int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t,
                                 int pad_l, int64_t Ho, int64_t Wo, kd_err *e);
+
+/* Where the transformed weights U_k[Cout, Cin] go: plain rows (any GEMM) or, when the AVX-512
+ * kernel runs, straight into its packed-A layout, so the per-plane GEMMs skip packing U (once per
+ * chunk of tiles) and U is written once instead of written, read and re-packed. */
+typedef struct kd_wino_u {
+    float *U;
+    int64_t plane, Cout, Cin; /* plane: floats between the planes */
+    int packed;
+} kd_wino_u;
+
+/* Plane sizes (without padding) for either layout. */
+static inline int64_t kd_wino_u_plane_floats(const kd_wino_u *u) {
+    return u->packed ? kd_sgemm_pa_floats(u->Cout, u->Cin) : u->Cout * u->Cin;
+}
+
+/* vals[0..nl) = U_k[co][c0 .. c0+nl) */
+static inline void kd_wino_u_store(const kd_wino_u *u, int k, int64_t co, int64_t c0, const float *vals, int64_t nl) {
+    float *P = u->U + k * u->plane;
+    if (!u->packed) {
+        for (int64_t l = 0; l < nl; l++) P[co * u->Cin + c0 + l] = vals[l];
+        return;
+    }
+    for (int64_t l = 0; l < nl; l++) P[kd_sgemm_pa_index(u->Cout, u->Cin, co, c0 + l)] = vals[l];
+}
+
+/* Zeroes the padding rows Cout .. of the last packed panel in each of n planes. */
+static inline void kd_wino_u_zero_padding(const kd_wino_u *u, int n) {
+    if (!u->packed) return;
+    for (int k = 0; k < n; k++)
+        for (int64_t co = u->Cout; co < kd_sgemm_pa_rows(u->Cout); co++)
+            for (int64_t ci = 0; ci < u->Cin; ci++) u->U[k * u->plane + kd_sgemm_pa_index(u->Cout, u->Cin, co, ci)] = 0.0f;
+}
+
+/* One plane's GEMM M_k[Cout, n] = U_k · V_k[Cin, n]; returns 0 if the AVX-512 kernel had no buffer. */
+static inline int kd_wino_gemm(const kd_wino_u *u, int k, const float *V, int64_t n, float *Mk) {
+    const float *Uk = u->U + k * u->plane;
+    if (u->packed) return kd_sgemm_avx512_pa(u->Cout, n, u->Cin, Uk, V, n, Mk, n);
+    kd_sgemm_1t(0, 0, u->Cout, n, u->Cin, 1.0f, Uk, u->Cin, V, n, 0.0f, Mk, n);
+    return 1;
+}
 
 #endif

@@ -35,18 +35,17 @@ static const float AT[4][6] = {
 typedef struct {
     const void *w; /* [Cout, Cin, 3, 3] in wdt */
     kd_dtype wdt;
-    float *U; /* [36][Cout][Cin] */
-    int64_t Cout, Cin, plane;
+    kd_wino_u u;   /* 36 planes U_k[Cout][Cin], plain or packed */
 } wt_job;
 
 /* U = G g Gᵀ for LANES input channels at a time (vectorises across channels). */
 static void weight_task(void *arg, int64_t co, int tid) {
     const wt_job *j = arg;
-    for (int64_t c0 = 0; c0 < j->Cin; c0 += LANES) {
-        int64_t nl = kd_min64(LANES, j->Cin - c0);
+    for (int64_t c0 = 0; c0 < j->u.Cin; c0 += LANES) {
+        int64_t nl = kd_min64(LANES, j->u.Cin - c0);
         float g[9][LANES] = {{0}}, t[6][3][LANES], u[36][LANES];
         float wf[LANES * 9]; /* these nl × 9 weights as F32 */
-        kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
+        kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->u.Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
                           (size_t)(nl * 9));
         for (int64_t l = 0; l < nl; l++)
             for (int i = 0; i < 9; i++) g[i][l] = wf[l * 9 + i];
@@ -58,8 +57,15 @@ static void weight_task(void *arg, int64_t co, int tid) {
             for (int c = 0; c < 6; c++)
                 for (int l = 0; l < LANES; l++)
                     u[r * 6 + c][l] = t[r][0][l] * G[c][0] + t[r][1][l] * G[c][1] + t[r][2][l] * G[c][2];
-        for (int k = 0; k < 36; k++) memcpy(j->U + k * j->plane + co * j->Cin + c0, u[k], (size_t)nl * sizeof(float));
+        for (int k = 0; k < 36; k++) kd_wino_u_store(&j->u, k, co, c0, u[k], nl);
     }
+}
+
+/* All output channels of one packed panel (KD_SGEMM_MR rows) in one task: in the packed layout
+ * neighbouring rows share cache lines, so they must not be split between threads. */
+static void weight_panel_task(void *arg, int64_t p, int tid) {
+    const wt_job *j = arg;
+    for (int64_t co = p * KD_SGEMM_MR; co < kd_min64(j->u.Cout, (p + 1) * KD_SGEMM_MR); co++) weight_task(arg, co, tid);
 }
 
 typedef struct {
@@ -146,15 +152,16 @@ static void output_task(void *arg, int64_t co, int tid) {
 }
 
 typedef struct {
-    const float *U, *V;
+    const kd_wino_u *u;
+    const float *V;
     float *M;
-    int64_t up, vp, mp, Cout, Cin, n;
+    int64_t vp, mp, n;
+    int failed;
 } gemm_job;
 
 static void gemm_task(void *arg, int64_t k, int tid) {
-    const gemm_job *j = arg;
-    kd_sgemm_1t(0, 0, j->Cout, j->n, j->Cin, 1.0f, j->U + k * j->up, j->Cin, j->V + k * j->vp, j->n, 0.0f,
-                j->M + k * j->mp, j->n);
+    gemm_job *j = arg;
+    if (!kd_wino_gemm(j->u, (int)k, j->V + k * j->vp, j->n, j->M + k * j->mp)) j->failed = 1;
 }
 
 kd_status kd_conv3x3_winograd43(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
@@ -164,7 +171,8 @@ kd_status kd_conv3x3_winograd43(kd_backend *be, float *y, int64_t y_bstride, con
     int64_t tiles_per_img = tiles_y * tiles_x, T = B * tiles_per_img;
     int64_t n = BUDGET / 4 / (36 * (Cin + Cout));
     n = n >= T ? T : kd_max64(n / 16 * 16, 16);
-    int64_t up = Cout * Cin + PLANE_PAD, vp = Cin * n + PLANE_PAD, mp = Cout * n + PLANE_PAD;
+    kd_wino_u u = {NULL, 0, Cout, Cin, kd_gemm_uses_avx512()};
+    int64_t up = kd_wino_u_plane_floats(&u) + PLANE_PAD, vp = Cin * n + PLANE_PAD, mp = Cout * n + PLANE_PAD;
     kd_arena_mark mark = kd_arena_get_mark(&be->scratch);
     float *U = kd_arena_floats(&be->scratch, (size_t)(36 * up), e);
     float *V = U ? kd_arena_floats(&be->scratch, (size_t)(36 * vp), e) : NULL;
@@ -173,14 +181,21 @@ kd_status kd_conv3x3_winograd43(kd_backend *be, float *y, int64_t y_bstride, con
         kd_arena_release(&be->scratch, mark);
         return KD_ERR_OOM;
     }
-    wt_job wj = {w, wdt, U, Cout, Cin, up};
-    kd_pool_run(be->pool, Cout, weight_task, &wj);
+    u.U = U;
+    u.plane = up;
+    wt_job wj = {w, wdt, u};
+    kd_pool_run(be->pool, kd_ceil_div(Cout, KD_SGEMM_MR), weight_panel_task, &wj);
+    kd_wino_u_zero_padding(&u, 36);
     for (int64_t t0 = 0; t0 < T; t0 += n) {
         int64_t nn = kd_min64(n, T - t0);
         in_job ij = {x, V, vp, Cin, H, W, tiles_x, tiles_per_img, t0, nn, pad_t, pad_l};
         kd_pool_run(be->pool, Cin, input_task, &ij);
-        gemm_job gj = {U, V, M, up, vp, mp, Cout, Cin, nn};
+        gemm_job gj = {&u, V, M, vp, mp, nn, 0};
         kd_pool_run(be->pool, 36, gemm_task, &gj);
+        if (gj.failed) {
+            kd_arena_release(&be->scratch, mark);
+            return kd_errf(e, KD_ERR_OOM, "winograd F(4x4) conv: no memory for the GEMM packing buffer");
+        }
         out_job oj = {M, mp, y, bias, y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, nn};
         kd_pool_run(be->pool, Cout, output_task, &oj);
     }
