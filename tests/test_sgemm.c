@@ -105,6 +105,22 @@ static void run_suite(sgemm_fn fn, const char *name) {
     printf("%s: %d/%d cases within the float error bound\n", name, passed, cases);
 }
 
+/* C[M,N] (row-major) against A[M,K] · B within the float error bound, B(k, c) = B[k·sk + c·sc]. */
+static int product_ok(const float *A, const float *B, int64_t sk, int64_t sc, const float *C, int64_t M, int64_t N,
+                      int64_t K) {
+    for (int64_t r = 0; r < M; r++)
+        for (int64_t c = 0; c < N; c++) {
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)A[r * K + k] * B[k * sk + c * sc];
+                ref += p;
+                mag += fabs(p);
+            }
+            if (!(fabs(C[r * N + c] - ref) <= (double)(K + 2) * 0x1p-24 * mag + 1e-30)) return 0;
+        }
+    return 1;
+}
+
 /* C = A · Wᵀ with W in F16 / BF16: against float64 on the exactly converted weights. */
 static void run_half_suite(void) {
     static const int64_t shapes[][3] = {{1, 1, 1},    {14, 32, 16},  {15, 33, 17},   {29, 95, 300},
@@ -119,16 +135,7 @@ static void run_half_suite(void) {
             kd_convert_from_f32(W, dt, Wf, (size_t)(N * ldw));
             kd_convert_to_f32(Wf, W, dt, (size_t)(N * ldw)); /* the values the kernel sees */
             for (int64_t j = 0; j < M * N; j++) C[j] = NAN;
-            int ok = kd_sgemm_avx512_half_wt(M, N, K, A, K, W, dt, ldw, C, N);
-            for (int64_t r = 0; r < M && ok; r++)
-                for (int64_t c = 0; c < N && ok; c++) {
-                    double ref = 0, mag = 0;
-                    for (int64_t k = 0; k < K; k++) {
-                        ref += (double)A[r * K + k] * Wf[c * ldw + k];
-                        mag += fabs((double)A[r * K + k] * Wf[c * ldw + k]);
-                    }
-                    if (!(fabs(C[r * N + c] - ref) <= (double)(K + 2) * 0x1p-24 * mag + 1e-30)) ok = 0;
-                }
+            int ok = kd_sgemm_avx512_half_wt(M, N, K, A, K, W, dt, ldw, C, N) && product_ok(A, Wf, 1, ldw, C, M, N, K);
             TEST_CHECK(ok, "half_wt %s M=%lld N=%lld K=%lld", kd_dtype_name(dt), (long long)M, (long long)N,
                        (long long)K);
             passed += ok;
@@ -152,16 +159,7 @@ static void run_prepacked_suite(void) {
         float *Ap = calloc((size_t)kd_sgemm_pa_floats(M, K), sizeof(float));
         for (int64_t r = 0; r < M; r++)
             for (int64_t k = 0; k < K; k++) Ap[kd_sgemm_pa_index(M, K, r, k)] = A[r * K + k];
-        int ok = kd_sgemm_avx512_pa(M, N, K, Ap, B, N, C, N);
-        for (int64_t r = 0; r < M && ok; r++)
-            for (int64_t c = 0; c < N && ok; c++) {
-                double ref = 0, mag = 0;
-                for (int64_t k = 0; k < K; k++) {
-                    ref += (double)A[r * K + k] * B[k * N + c];
-                    mag += fabs((double)A[r * K + k] * B[k * N + c]);
-                }
-                if (!(fabs(C[r * N + c] - ref) <= (double)(K + 2) * 0x1p-24 * mag + 1e-30)) ok = 0;
-            }
+        int ok = kd_sgemm_avx512_pa(M, N, K, Ap, B, N, C, N) && product_ok(A, B, N, 1, C, M, N, K);
         TEST_CHECK(ok, "prepacked A: M=%lld N=%lld K=%lld", (long long)M, (long long)N, (long long)K);
         passed += ok;
         cases++;
