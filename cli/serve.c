@@ -61,7 +61,7 @@ static void usage_serve(FILE *f) {
                "      --host ADDR            IPv4 address to listen on (127.0.0.1; 0.0.0.0 = every interface)\n"
                "      --port N               TCP port (8080; 0 = any free port, printed)\n"
                "      --max-body BYTES       largest request body (1048576)\n"
-               "      --timeout S            socket read/write timeout in seconds (30)\n"
+               "      --timeout S            seconds a request may take to arrive, and a send to progress (30)\n"
                "  -t, --threads N            CPU threads (default: KD_THREADS or all cores)\n"
                "      --low-memory           load each stage only while it runs\n"
                "  -q, --quiet                no per-request log lines\n");
@@ -163,6 +163,12 @@ static void respond_error(int fd, int status, const char *extra_headers, const c
     cJSON_Delete(o);
 }
 
+/* The whole request must arrive within --timeout seconds (not just each recv: a client sending
+ * a byte now and then would otherwise hold the server forever). */
+static double g_deadline;
+
+static int past_deadline(void) { return now_s() > g_deadline; }
+
 /* Reads until the head is complete (returns its length) or fails: -408 timeout / peer gone,
  * -431 head too large. Extra bytes already read (the start of the body) stay in buf[head..got). */
 static long read_head(int fd, char *buf, size_t cap, size_t *got) {
@@ -171,6 +177,7 @@ static long read_head(int fd, char *buf, size_t cap, size_t *got) {
         size_t h = http_head_length(buf, *got);
         if (h) return (long)h;
         if (*got == cap) return -431;
+        if (past_deadline()) return -408;
         ssize_t n = recv(fd, buf + *got, cap - *got, 0);
         if (n < 0 && errno == EINTR && !g_stop) continue;
         if (n <= 0) return -408;
@@ -180,6 +187,7 @@ static long read_head(int fd, char *buf, size_t cap, size_t *got) {
 
 static int read_exact(int fd, char *buf, size_t len) {
     while (len) {
+        if (past_deadline()) return -1;
         ssize_t n = recv(fd, buf, len, 0);
         if (n < 0 && errno == EINTR && !g_stop) continue;
         if (n <= 0) return -1;
@@ -437,6 +445,7 @@ int kd_cli_serve(int argc, char **argv) {
         }
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        g_deadline = now_s() + s.o.timeout_s;
         handle_connection(&s, fd);
         finish_connection(fd);
     }

@@ -7,7 +7,8 @@
  *     a 2 MB body (413), no Content-Length (411), chunked (501), unknown path (404), wrong method
  *     (405), garbage request line (400), HTTP/2.0 (505), a 20 KB head (431), duplicate or
  *     non-numeric Content-Length (400), a body that stops arriving (408 after --timeout 1);
- *   - a client that connects and leaves does not stop it; SIGTERM ends it with exit code 0. */
+ *   - a client that connects and leaves does not stop it, one that dribbles a byte every 0.4 s is
+ *     cut off by the overall --timeout; SIGTERM ends it with exit code 0. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kandinsky.h"
@@ -241,6 +243,29 @@ int main(void) {
     free(head);
 
     expect("a client that leaves", exchange("", 0), 0, NULL); /* connects, sends nothing, closes: no reply */
+    { /* a head dribbled a byte at a time, 0.4 s apart: each recv is quick, the whole is too slow (--timeout 1) */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)g_port);
+        inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+        int cut = 0;
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+            const char *slow = "GET /health HTTP/1.1\r\n";
+            for (const char *c = slow; *c && !cut; c++) {
+                if (send(fd, c, 1, MSG_NOSIGNAL) != 1) cut = 1;
+                struct timespec pause = {0, 400000000};
+                nanosleep(&pause, NULL);
+                char tmp[256];
+                struct timeval tv0 = {0, 1000};
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv0, sizeof tv0);
+                if (recv(fd, tmp, sizeof tmp, 0) >= 0) cut = 1; /* the server answered or closed */
+            }
+        }
+        close(fd);
+        TEST_CHECK(cut, "a slowly dribbled request is cut off by the overall --timeout");
+        if (cut) printf("  ok %-44s cut off\n", "slow dribbling client");
+    }
     expect("GET /health after all that", exchange(get_health, strlen(get_health)), 200, "\"status\":\"ok\"");
 
     kill(pid, SIGTERM);
