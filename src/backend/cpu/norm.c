@@ -1,6 +1,7 @@
 /* GroupNorm, LayerNorm, softmax. Statistics are accumulated in double and use two passes
  * (mean, then squared deviations), so large offsets (x·3 + 100) keep full f32 accuracy. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
@@ -23,6 +24,7 @@ typedef struct {
 #define LANES 16
 #define BLOCK 1024
 typedef float kd_v16 __attribute__((vector_size(LANES * sizeof(float))));
+typedef int32_t kd_v16i __attribute__((vector_size(LANES * sizeof(int32_t))));
 
 static double block_sum(const float *x, int64_t n, float m, int sq) {
     double total = 0;
@@ -158,20 +160,36 @@ void kd_layer_norm(kd_backend *be, float *y, const float *x, int64_t rows, int64
 }
 
 /* One row in place. Exposed to attention.c through cpu.h-less linkage. */
+/* Max, exp and sum each in their own loop so that every one vectorises without -ffast-math
+ * (the reductions keep 16 lanes, added at the end). */
 void kd_softmax_row(float *x, int64_t n) {
+    kd_v16 lm = -INFINITY - (kd_v16){0};
     float m = -INFINITY;
-    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        kd_v16 v;
+        memcpy(&v, x + i, sizeof v);
+        kd_v16i gt = v > lm; /* lanes all-ones where v is larger */
+        lm = (kd_v16)(((kd_v16i)v & gt) | ((kd_v16i)lm & ~gt));
+    }
+    for (int l = 0; l < LANES; l++) m = lm[l] > m ? lm[l] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
     if (m == -INFINITY) { /* fully masked row */
-        for (int64_t i = 0; i < n; i++) x[i] = 0.0f;
+        for (i = 0; i < n; i++) x[i] = 0.0f;
         return;
     }
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = kd_expf(x[i] - m);
-        s += x[i];
+    for (i = 0; i < n; i++) x[i] = kd_expf(x[i] - m);
+    kd_v16 acc = {0};
+    for (i = 0; i + LANES <= n; i += LANES) {
+        kd_v16 v;
+        memcpy(&v, x + i, sizeof v);
+        acc += v;
     }
+    float s = 0.0f;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    for (; i < n; i++) s += x[i];
     float inv = 1.0f / s;
-    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+    for (i = 0; i < n; i++) x[i] *= inv;
 }
 
 typedef struct {
