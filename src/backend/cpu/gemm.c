@@ -1,5 +1,7 @@
-/* GEMM and Linear. BLAS runs single-threaded; we split C into column (or row) panels, one pool
- * task each, so BLAS threads never compete with the pool. */
+/* GEMM and Linear. The single-threaded kernel is ours (sgemm_avx512.c) on AVX-512 CPUs, else
+ * BLAS (pinned to one thread); we split C into column (or row) panels, one pool task each, so
+ * BLAS threads never compete with the pool. Half-precision weights are converted while packing
+ * on the AVX-512 path, in slabs through scratch on the BLAS path. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
