@@ -26,7 +26,7 @@ static void map_range(const map_job *j, int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; i++) y[i] = a[i] * kd_sigmoidf(a[i]);
         break;
     case MAP_GELU:
-        for (int64_t i = i0; i < i1; i++) y[i] = 0.5f * a[i] * (1.0f + erff(a[i] * 0.70710678118654752f));
+        for (int64_t i = i0; i < i1; i++) y[i] = 0.5f * a[i] * (1.0f + kd_erff(a[i] * 0.70710678118654752f));
         break;
     case MAP_QUICK_GELU:
         for (int64_t i = i0; i < i1; i++) y[i] = a[i] * kd_sigmoidf(1.702f * a[i]);
