@@ -475,6 +475,26 @@ static void test_roundtrip(void) {
         TEST_CHECK(b.width == 33 && b.height == 17 && b.channels == c && memcmp(a.data, b.data, 33 * 17 * c) == 0,
                    "PNG round trip with %d channels is not exact", c);
         kd_image_free(&b);
+        { /* the in-memory encoder (kandinsky serve) writes the same bytes as the file writer */
+            const char *text[] = {"parameters", "seed: 1", NULL};
+            uint8_t *mem = NULL;
+            size_t mem_len = 0;
+            char *file = NULL;
+            size_t file_len = 0;
+            TEST_CHECK(kd_image_save_png_text(path, &a, text, &e) == KD_OK &&
+                           kd_image_encode_png_mem(&a, text, &mem, &mem_len, &e) == KD_OK,
+                       "encode %d ch: %s", c, e.msg);
+            FILE *f = fopen(path, "rb");
+            if (f) {
+                file = malloc(1 << 16);
+                file_len = fread(file, 1, 1 << 16, f);
+                fclose(f);
+            }
+            TEST_CHECK(mem && file && mem_len == file_len && memcmp(mem, file, mem_len) == 0,
+                       "PNG in memory (%zu bytes) equals the file (%zu bytes), %d ch", mem_len, file_len, c);
+            free(mem);
+            free(file);
+        }
         /* JPEG: lossy; smooth content must come back close */
         kd_image sm = {0};
         kd_image_alloc(&sm, 40, 24, c, &e);
@@ -502,6 +522,11 @@ static void test_roundtrip(void) {
     kd_image_alloc(&a, 4, 4, 3, &e);
     fill_random(&a, &st);
     TEST_CHECK(kd_image_save_png("/nonexistent-dir/x.png", &a, &e) == KD_ERR_IO, "save to a missing dir: %s", e.msg);
+    uint8_t *mem = (uint8_t *)1;
+    size_t mem_len = 1;
+    kd_image bad = {0};
+    TEST_CHECK(kd_image_encode_png_mem(&bad, NULL, &mem, &mem_len, &e) == KD_ERR_INVALID_ARG && !mem && !mem_len,
+               "encoding an empty image is refused: %s", e.msg);
     TEST_CHECK(kd_image_save_jpeg("/nonexistent-dir/x.jpg", &a, 90, &e) == KD_ERR_IO, "jpeg to a missing dir");
     snprintf(path, sizeof path, "%s/q.jpg", dir);
     TEST_CHECK(kd_image_save_jpeg(path, &a, 0, &e) == KD_ERR_INVALID_ARG, "quality 0");
