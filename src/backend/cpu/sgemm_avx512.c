@@ -12,12 +12,14 @@
  * One B micro-panel (KC × NR floats, 32 KB) stays in L1 while the A block (MC × KC, 168 KB)
  * streams from L2. Packing zero-pads partial panels, so the micro-kernel always runs full size
  * and only the store step looks at the real tile size. */
+#include "backend/cpu/cpu.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(KD_NO_AVX512)
+
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "backend/cpu/cpu.h"
 
 #define KD_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 
@@ -295,3 +297,29 @@ int kd_cpu_has_avx512(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
 }
+
+#else /* not x86, or KD_NO_AVX512: no AVX-512 kernel; kd_sgemm_1t uses BLAS */
+
+int kd_cpu_has_avx512(void) { return 0; }
+
+int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return 0;
+}
+
+int kd_sgemm_avx512_half_wt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const void *W,
+                            kd_dtype wdtype, int64_t ldw, float *C, int64_t ldc) {
+    return 0;
+}
+
+int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype, int64_t ldw, const float *B,
+                       int64_t ldb, float *C, int64_t ldc) {
+    return 0;
+}
+
+int kd_sgemm_avx512_pa(int64_t M, int64_t N, int64_t K, const float *Ap, const float *B, int64_t ldb, float *C,
+                       int64_t ldc) {
+    return 0;
+}
+
+#endif
