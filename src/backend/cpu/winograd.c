@@ -22,11 +22,7 @@
  * vectorises across channels and each of the 16 output rows is written contiguously. */
 #define WT_LANES 16
 
-typedef struct {
-    const void *w; /* [Cout, Cin, 3, 3] in wdt */
-    kd_dtype wdt;
-    kd_wino_u u;   /* 16 planes U_k[Cout][Cin], plain or packed */
-} wt_job;
+typedef kd_wino_wt_job wt_job; /* 16 planes */
 
 static void weight_task(void *arg, int64_t co, int tid) {
     const wt_job *j = arg;
@@ -65,12 +61,7 @@ static void weight_panel_task(void *arg, int64_t p, int tid) {
     for (int64_t co = p * KD_SGEMM_MR; co < kd_min64(j->u.Cout, (p + 1) * KD_SGEMM_MR); co++) weight_task(arg, co, tid);
 }
 
-typedef struct {
-    const float *x; /* [B, Cin, H, W] */
-    float *V;       /* [16][Cin][n], planes v_plane apart */
-    int64_t v_plane, Cin, H, W, tiles_x, tiles_per_img, t0, n;
-    int pad_t, pad_l;
-} in_job;
+typedef kd_wino_in_job in_job; /* V: [16][Cin][n] */
 
 /* Tiles are handled in runs that share one tile row: the 4 input rows under the run are copied
  * once into a zero-padded buffer, so the transform loop has no bounds checks and vectorises
@@ -79,7 +70,7 @@ typedef struct {
 
 static void input_task(void *arg, int64_t ci, int tid) {
     const in_job *j = arg;
-    int64_t plane = j->v_plane;
+    int64_t plane = j->plane;
     float rows[4][2 * RUN_MAX + 2];
     for (int64_t t = 0; t < j->n;) {
         int64_t gt = j->t0 + t, img = gt / j->tiles_per_img, lt = gt % j->tiles_per_img;
@@ -115,19 +106,13 @@ static void input_task(void *arg, int64_t ci, int tid) {
     }
 }
 
-typedef struct {
-    const float *M; /* [16][Cout][n], planes m_plane apart */
-    int64_t m_plane;
-    float *y;       /* image b, channel c at y + b·y_bstride + c·Ho·Wo */
-    const float *bias;
-    int64_t y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, n;
-} out_job;
+typedef kd_wino_out_job out_job; /* M: [16][Cout][n] */
 
 /* Aᵀ M A for the tiles of one output channel, bias added, cropped to the output; runs of tiles
  * in one tile row go through a 2-row buffer. */
 static void output_task(void *arg, int64_t co, int tid) {
     const out_job *j = arg;
-    int64_t plane = j->m_plane;
+    int64_t plane = j->plane;
     float b = j->bias ? j->bias[co] : 0.0f;
     float out[2][2 * RUN_MAX];
     for (int64_t t = 0; t < j->n;) {
@@ -162,52 +147,60 @@ typedef struct {
     float *M;
     int64_t v_plane, m_plane, n;
     int failed;
-} gemm16_job;
+} gemm_job;
 
-static void gemm16_task(void *arg, int64_t k, int tid) {
-    gemm16_job *j = arg;
+static void gemm_task(void *arg, int64_t k, int tid) {
+    gemm_job *j = arg;
     if (!kd_wino_gemm(j->u, (int)k, j->V + k * j->v_plane, j->n, j->M + k * j->m_plane)) j->failed = 1;
 }
 
-kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
-                              int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t, int pad_l,
-                              int64_t Ho, int64_t Wo, kd_err *e) {
-    int64_t tiles_y = kd_ceil_div(Ho, 2), tiles_x = kd_ceil_div(Wo, 2);
-    int64_t tiles_per_img = tiles_y * tiles_x, T = B * tiles_per_img;
-    int64_t n = WINO_BUDGET / 4 / (16 * (Cin + Cout));
+kd_status kd_wino_run(kd_backend *be, const kd_wino_variant *v, float *y, int64_t y_bstride, const float *x, int64_t B,
+                      int64_t Cin, int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias,
+                      int pad_t, int pad_l, int64_t Ho, int64_t Wo, kd_err *e) {
+    int64_t tiles_y = kd_ceil_div(Ho, v->tile), tiles_x = kd_ceil_div(Wo, v->tile);
+    int64_t tiles_per_img = tiles_y * tiles_x, T = B * tiles_per_img, P = v->planes;
+    int64_t n = v->budget / 4 / (P * (Cin + Cout));
     n = n >= T ? T : kd_max64(n / 16 * 16, 16);
 
-    /* The 16 planes are written and read together; a stride that is a multiple of 4 KiB would
-     * put all 16 streams in the same cache sets, so each plane is padded by PLANE_PAD floats. */
+    /* The planes are written and read together; a stride that is a multiple of 4 KiB would put
+     * all their streams in the same cache sets, so each plane is padded by PLANE_PAD floats. */
     kd_wino_u u = {NULL, 0, Cout, Cin, kd_gemm_uses_avx512()};
     int64_t u_plane = kd_wino_u_plane_floats(&u) + PLANE_PAD, v_plane = Cin * n + PLANE_PAD, m_plane = Cout * n + PLANE_PAD;
     kd_arena_mark mark = kd_arena_get_mark(&be->scratch);
-    float *U = kd_arena_floats(&be->scratch, (size_t)(16 * u_plane), e);
-    float *V = U ? kd_arena_floats(&be->scratch, (size_t)(16 * v_plane), e) : NULL;
-    float *M = V ? kd_arena_floats(&be->scratch, (size_t)(16 * m_plane), e) : NULL;
+    float *U = kd_arena_floats(&be->scratch, (size_t)(P * u_plane), e);
+    float *V = U ? kd_arena_floats(&be->scratch, (size_t)(P * v_plane), e) : NULL;
+    float *M = V ? kd_arena_floats(&be->scratch, (size_t)(P * m_plane), e) : NULL;
     if (!M) {
         kd_arena_release(&be->scratch, mark);
         return KD_ERR_OOM;
     }
     u.U = U;
     u.plane = u_plane;
-    wt_job wj = {w, wdt, u};
-    kd_pool_run(be->pool, kd_ceil_div(Cout, KD_SGEMM_MR), weight_panel_task, &wj);
-    kd_wino_u_zero_padding(&u, 16);
+    kd_wino_wt_job wj = {w, wdt, u};
+    kd_pool_run(be->pool, kd_ceil_div(Cout, KD_SGEMM_MR), v->weight_panel, &wj);
+    kd_wino_u_zero_padding(&u, (int)P);
 
     for (int64_t t0 = 0; t0 < T; t0 += n) {
         int64_t nn = kd_min64(n, T - t0);
-        in_job ij = {x, V, v_plane, Cin, H, W, tiles_x, tiles_per_img, t0, nn, pad_t, pad_l};
-        kd_pool_run(be->pool, Cin, input_task, &ij);
-        gemm16_job gj = {&u, V, M, v_plane, m_plane, nn, 0};
-        kd_pool_run(be->pool, 16, gemm16_task, &gj);
+        kd_wino_in_job ij = {x, V, v_plane, Cin, H, W, tiles_x, tiles_per_img, t0, nn, pad_t, pad_l};
+        kd_pool_run(be->pool, Cin, v->input, &ij);
+        gemm_job gj = {&u, V, M, v_plane, m_plane, nn, 0};
+        kd_pool_run(be->pool, P, gemm_task, &gj);
         if (gj.failed) {
             kd_arena_release(&be->scratch, mark);
-            return kd_errf(e, KD_ERR_OOM, "winograd conv: no memory for the GEMM packing buffer");
+            return kd_errf(e, KD_ERR_OOM, "%s conv: no memory for the GEMM packing buffer", v->name);
         }
-        out_job oj = {M, m_plane, y, bias, y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, nn};
-        kd_pool_run(be->pool, Cout, output_task, &oj);
+        kd_wino_out_job oj = {M, m_plane, y, bias, y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, nn};
+        kd_pool_run(be->pool, Cout, v->output, &oj);
     }
     kd_arena_release(&be->scratch, mark);
     return KD_OK;
+}
+
+static const kd_wino_variant F23 = {"winograd F(2x2)", 2, 16, WINO_BUDGET, weight_panel_task, input_task, output_task};
+
+kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
+                              int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t, int pad_l,
+                              int64_t Ho, int64_t Wo, kd_err *e) {
+    return kd_wino_run(be, &F23, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, pad_t, pad_l, Ho, Wo, e);
 }

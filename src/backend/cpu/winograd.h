@@ -48,6 +48,44 @@ static inline void kd_wino_u_zero_padding(const kd_wino_u *u, int n) {
             for (int64_t ci = 0; ci < u->Cin; ci++) u->U[k * u->plane + kd_sgemm_pa_index(u->Cout, u->Cin, co, ci)] = 0.0f;
 }
 
+/* Jobs shared by the F(2×2) and F(4×4) transforms (each file has its own tasks). */
+typedef struct kd_wino_wt_job {
+    const void *w; /* [Cout, Cin, 3, 3] in wdt */
+    kd_dtype wdt;
+    kd_wino_u u;   /* the planes U_k[Cout][Cin], plain or packed */
+} kd_wino_wt_job;
+
+typedef struct kd_wino_in_job {
+    const float *x; /* [B, Cin, H, W] */
+    float *V;       /* [planes][Cin][n], `plane` floats apart */
+    int64_t plane, Cin, H, W, tiles_x, tiles_per_img, t0, n;
+    int pad_t, pad_l;
+} kd_wino_in_job;
+
+typedef struct kd_wino_out_job {
+    const float *M; /* [planes][Cout][n], `plane` floats apart */
+    int64_t plane;
+    float *y;       /* image b, channel c at y + b·y_bstride + c·Ho·Wo */
+    const float *bias;
+    int64_t y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, n;
+} kd_wino_out_job;
+
+/* One Winograd variant: output tile size, number of planes, scratch budget for V and M, tasks. */
+typedef struct kd_wino_variant {
+    const char *name;
+    int tile, planes;
+    int64_t budget;
+    void (*weight_panel)(void *job, int64_t panel, int tid); /* kd_wino_wt_job, one KD_SGEMM_MR-row panel */
+    void (*input)(void *job, int64_t ci, int tid);            /* kd_wino_in_job, one input channel */
+    void (*output)(void *job, int64_t co, int tid);           /* kd_wino_out_job, one output channel */
+} kd_wino_variant;
+
+/* The driver both use (winograd.c): weight transform once, then chunks of tiles across the batch
+ * (input transform, the plane GEMMs, output transform), V and M within the variant's budget. */
+kd_status kd_wino_run(kd_backend *be, const kd_wino_variant *v, float *y, int64_t y_bstride, const float *x, int64_t B,
+                      int64_t Cin, int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias,
+                      int pad_t, int pad_l, int64_t Ho, int64_t Wo, kd_err *e);
+
 /* One plane's GEMM M_k[Cout, n] = U_k · V_k[Cin, n]; returns 0 if the AVX-512 kernel had no buffer. */
 static inline int kd_wino_gemm(const kd_wino_u *u, int k, const float *V, int64_t n, float *Mk) {
     const float *Uk = u->U + k * u->plane;

@@ -12,7 +12,6 @@
 #include "backend/cpu/winograd.h"
 
 #define BUDGET ((int64_t)48 << 20) /* one chunk for the U-Net 32² level (128 tiles × 36 planes × 1536 ch) */
-#define PLANE_PAD 32
 #define RUN_MAX 128
 #define LANES 16
 
@@ -32,11 +31,7 @@ static const float AT[4][6] = {
     {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1},
 };
 
-typedef struct {
-    const void *w; /* [Cout, Cin, 3, 3] in wdt */
-    kd_dtype wdt;
-    kd_wino_u u;   /* 36 planes U_k[Cout][Cin], plain or packed */
-} wt_job;
+typedef kd_wino_wt_job wt_job; /* 36 planes */
 
 /* U = G g Gᵀ for LANES input channels at a time (vectorises across channels). */
 static void weight_task(void *arg, int64_t co, int tid) {
@@ -68,12 +63,7 @@ static void weight_panel_task(void *arg, int64_t p, int tid) {
     for (int64_t co = p * KD_SGEMM_MR; co < kd_min64(j->u.Cout, (p + 1) * KD_SGEMM_MR); co++) weight_task(arg, co, tid);
 }
 
-typedef struct {
-    const float *x;
-    float *V; /* [36][Cin][n] */
-    int64_t plane, Cin, H, W, tiles_x, tiles_per_img, t0, n;
-    int pad_t, pad_l;
-} in_job;
+typedef kd_wino_in_job in_job; /* V: [36][Cin][n] */
 
 static void input_task(void *arg, int64_t ci, int tid) {
     const in_job *j = arg;
@@ -111,13 +101,7 @@ static void input_task(void *arg, int64_t ci, int tid) {
     }
 }
 
-typedef struct {
-    const float *M; /* [36][Cout][n] */
-    int64_t plane;
-    float *y;
-    const float *bias;
-    int64_t y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, n;
-} out_job;
+typedef kd_wino_out_job out_job; /* M: [36][Cout][n] */
 
 static void output_task(void *arg, int64_t co, int tid) {
     const out_job *j = arg;
@@ -151,54 +135,10 @@ static void output_task(void *arg, int64_t co, int tid) {
     }
 }
 
-typedef struct {
-    const kd_wino_u *u;
-    const float *V;
-    float *M;
-    int64_t vp, mp, n;
-    int failed;
-} gemm_job;
-
-static void gemm_task(void *arg, int64_t k, int tid) {
-    gemm_job *j = arg;
-    if (!kd_wino_gemm(j->u, (int)k, j->V + k * j->vp, j->n, j->M + k * j->mp)) j->failed = 1;
-}
+static const kd_wino_variant F43 = {"winograd F(4x4)", 4, 36, BUDGET, weight_panel_task, input_task, output_task};
 
 kd_status kd_conv3x3_winograd43(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
                                 int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t,
                                 int pad_l, int64_t Ho, int64_t Wo, kd_err *e) {
-    int64_t tiles_y = kd_ceil_div(Ho, 4), tiles_x = kd_ceil_div(Wo, 4);
-    int64_t tiles_per_img = tiles_y * tiles_x, T = B * tiles_per_img;
-    int64_t n = BUDGET / 4 / (36 * (Cin + Cout));
-    n = n >= T ? T : kd_max64(n / 16 * 16, 16);
-    kd_wino_u u = {NULL, 0, Cout, Cin, kd_gemm_uses_avx512()};
-    int64_t up = kd_wino_u_plane_floats(&u) + PLANE_PAD, vp = Cin * n + PLANE_PAD, mp = Cout * n + PLANE_PAD;
-    kd_arena_mark mark = kd_arena_get_mark(&be->scratch);
-    float *U = kd_arena_floats(&be->scratch, (size_t)(36 * up), e);
-    float *V = U ? kd_arena_floats(&be->scratch, (size_t)(36 * vp), e) : NULL;
-    float *M = V ? kd_arena_floats(&be->scratch, (size_t)(36 * mp), e) : NULL;
-    if (!M) {
-        kd_arena_release(&be->scratch, mark);
-        return KD_ERR_OOM;
-    }
-    u.U = U;
-    u.plane = up;
-    wt_job wj = {w, wdt, u};
-    kd_pool_run(be->pool, kd_ceil_div(Cout, KD_SGEMM_MR), weight_panel_task, &wj);
-    kd_wino_u_zero_padding(&u, 36);
-    for (int64_t t0 = 0; t0 < T; t0 += n) {
-        int64_t nn = kd_min64(n, T - t0);
-        in_job ij = {x, V, vp, Cin, H, W, tiles_x, tiles_per_img, t0, nn, pad_t, pad_l};
-        kd_pool_run(be->pool, Cin, input_task, &ij);
-        gemm_job gj = {&u, V, M, vp, mp, nn, 0};
-        kd_pool_run(be->pool, 36, gemm_task, &gj);
-        if (gj.failed) {
-            kd_arena_release(&be->scratch, mark);
-            return kd_errf(e, KD_ERR_OOM, "winograd F(4x4) conv: no memory for the GEMM packing buffer");
-        }
-        out_job oj = {M, mp, y, bias, y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, nn};
-        kd_pool_run(be->pool, Cout, output_task, &oj);
-    }
-    kd_arena_release(&be->scratch, mark);
-    return KD_OK;
+    return kd_wino_run(be, &F43, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, pad_t, pad_l, Ho, Wo, e);
 }
