@@ -439,7 +439,12 @@ int kd_cli_serve(int argc, char **argv) {
     while (!g_stop) {
         int fd = accept(lfd, NULL, NULL);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) continue;
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE) { /* out of descriptors: wait instead of spinning */
+                struct timespec pause = {0, 100000000};
+                nanosleep(&pause, NULL);
+                continue;
+            }
             fprintf(stderr, "kandinsky serve: accept: %s\n", strerror(errno));
             break;
         }
