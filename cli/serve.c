@@ -29,7 +29,7 @@
 
 typedef struct serve_opts {
     const char *prior, *decoder, *host, *decoder_sched, *version;
-    int port, threads, low_memory, timeout_s, quiet;
+    int port, threads, low_memory, timeout_s, quiet, max_side, max_steps;
     size_t max_body;
 } serve_opts;
 
@@ -61,6 +61,8 @@ static void usage_serve(FILE *f) {
                "      --host ADDR            IPv4 address to listen on (127.0.0.1; 0.0.0.0 = every interface)\n"
                "      --port N               TCP port (8080; 0 = any free port, printed)\n"
                "      --max-body BYTES       largest request body (1048576)\n"
+               "      --max-size PX          largest width or height a request may ask for (1024)\n"
+               "      --max-steps N          most decoder or prior steps a request may ask for (200)\n"
                "      --timeout S            seconds a request may take to arrive, and a send to progress (30)\n"
                "  -t, --threads N            CPU threads (default: KD_THREADS or all cores)\n"
                "      --low-memory           load each stage only while it runs\n"
@@ -74,6 +76,8 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
     o->port = 8080;
     o->timeout_s = 30;
     o->max_body = 1 << 20;
+    o->max_side = 1024;
+    o->max_steps = 200;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -95,7 +99,7 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         char *end = NULL;
         long n = 0;
         int numeric = !strcmp(a, "--port") || !strcmp(a, "-t") || !strcmp(a, "--threads") || !strcmp(a, "--timeout") ||
-                      !strcmp(a, "--max-body");
+                      !strcmp(a, "--max-body") || !strcmp(a, "--max-size") || !strcmp(a, "--max-steps");
         if (numeric) {
             errno = 0;
             n = strtol(v, &end, 10);
@@ -113,6 +117,8 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = (int)n;
         else if (!strcmp(a, "--timeout") && n >= 1) o->timeout_s = (int)n;
         else if (!strcmp(a, "--max-body") && n >= 64) o->max_body = (size_t)n;
+        else if (!strcmp(a, "--max-size") && n >= 64) o->max_side = (int)n;
+        else if (!strcmp(a, "--max-steps") && n >= 2) o->max_steps = (int)n;
         else {
             fprintf(stderr, "kandinsky serve: bad option or value: %s %s (see --help)\n", a, v);
             return 1;
@@ -278,6 +284,14 @@ static int parse_params(server *s, const cJSON *root, kd_gen_params *g, char *ms
         if (rc) return -1;
     }
     if (!g->prompt) return snprintf(msg, cap, "prompt is required"), -1;
+    /* the server's own limits (a request must not be able to exhaust memory or hold the server
+     * for hours); the library checks everything else */
+    if (g->width > s->o.max_side || g->height > s->o.max_side)
+        return snprintf(msg, cap, "%dx%d is larger than this server allows (--max-size %d)", g->width, g->height,
+                        s->o.max_side), -1;
+    if (g->steps > s->o.max_steps || g->prior_steps > s->o.max_steps)
+        return snprintf(msg, cap, "%d decoder / %d prior steps: this server allows at most %d (--max-steps)", g->steps,
+                        g->prior_steps, s->o.max_steps), -1;
     return 0;
 }
 

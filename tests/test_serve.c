@@ -3,7 +3,8 @@
  *   - GET /health, POST /generate → a PNG whose pixels equal kd_generate's in this process for
  *     the same parameters and seed (X-Seed echoed), a random seed when none is given;
  *   - every bad request gets its status and a JSON error naming the problem: invalid JSON, wrong
- *     types, unknown fields, missing prompt, out-of-range sizes and steps (the library's checks),
+ *     types, unknown fields, missing prompt, sizes and steps over the server's --max-size /
+ *     --max-steps, steps = 0 (the library's checks),
  *     a 2 MB body (413), no Content-Length (411), chunked (501), unknown path (404), wrong method
  *     (405), garbage request line (400), HTTP/2.0 (505), a 20 KB head (431), duplicate or
  *     non-numeric Content-Length (400), a body that stops arriving (408 after --timeout 1);
@@ -204,7 +205,11 @@ int main(void) {
     expect("prompt missing", post("/generate", "{\"seed\": 1}"), 400, "prompt is required");
     expect("prompt not a string", post("/generate", "{\"prompt\": 5}"), 400, "prompt must be a string");
     expect("unknown field", post("/generate", "{\"prompt\": \"x\", \"stpes\": 5}"), 400, "unknown field 'stpes'");
-    expect("width 60000", post("/generate", "{\"prompt\": \"x\", \"width\": 60000}"), 400, "out of range");
+    expect("width 60000", post("/generate", "{\"prompt\": \"x\", \"width\": 60000}"), 400, "--max-size");
+    expect("width 2048 (over --max-size)", post("/generate", "{\"prompt\": \"x\", \"height\": 2048}"), 400,
+           "--max-size 1024");
+    expect("500 steps (over --max-steps)", post("/generate", "{\"prompt\": \"x\", \"num_inference_steps\": 500}"), 400,
+           "--max-steps");
     expect("width 1.5", post("/generate", "{\"prompt\": \"x\", \"width\": 1.5}"), 400, "width must be an integer");
     expect("steps 0", post("/generate", "{\"prompt\": \"x\", \"num_inference_steps\": 0}"), 400, "steps = 0");
     expect("negative seed", post("/generate", "{\"prompt\": \"x\", \"seed\": -1}"), 400, "seed must be");
