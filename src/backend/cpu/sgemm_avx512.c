@@ -109,10 +109,14 @@ KD_AVX512 static inline __m512 load_row16(const operand *b, int64_t row, int64_t
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16: the high half of F32 */
 }
 
-/* dst[k*W + c] = op(B)[k0 + k][j0 + c] with op(B) = rows of b transposed, for c < nc (zero for
- * nc <= c < W), k < kc; W is a multiple of 16. */
+/* Both packers write dst[k*W + c] for k < kc and c < W (W = NR for B panels, MR for A panels),
+ * with zeros for columns nc <= c < W; stores are masked to W, so W need not be a multiple of 16. */
+
+/* dst[k*W + c] = rows[j0 + c][k0 + k]: rows of the operand run along k (B = Wᵀ, or A untransposed),
+ * turned into columns by 16 × 16 register transposes. */
 KD_AVX512 static void pack_transposed(float *dst, int W, const operand *b, int64_t j0, int64_t k0, int nc, int kc) {
     for (int c0 = 0; c0 < W; c0 += 16) {
+        __mmask16 wm = tail_mask(W - c0);
         for (int k = 0; k < kc; k += 16) {
             int kk = kc - k < 16 ? kc - k : 16;
             __mmask16 km = tail_mask(kk);
@@ -120,17 +124,17 @@ KD_AVX512 static void pack_transposed(float *dst, int W, const operand *b, int64
             for (int c = 0; c < 16; c++)
                 r[c] = c0 + c < nc ? load_row16(b, j0 + c0 + c, k0 + k, km) : _mm512_setzero_ps();
             transpose16(r);
-            for (int i = 0; i < kk; i++) _mm512_store_ps(dst + (int64_t)(k + i) * W + c0, r[i]);
+            for (int i = 0; i < kk; i++) _mm512_mask_storeu_ps(dst + (int64_t)(k + i) * W + c0, wm, r[i]);
         }
     }
 }
 
-/* dst[k*W + c] = src[k*ld + c] for c < nc (zero beyond), k < kc; W is 16 or 32. */
+/* dst[k*W + c] = src[k*ld + c] (F32 whose rows already run along the panel's width). */
 KD_AVX512 static void pack_copy(float *dst, int W, const float *src, int64_t ld, int nc, int kc) {
     for (int c0 = 0; c0 < W; c0 += 16) {
-        __mmask16 m = c0 < nc ? tail_mask(nc - c0) : 0;
+        __mmask16 m = c0 < nc ? tail_mask(nc - c0) : 0, wm = tail_mask(W - c0);
         for (int k = 0; k < kc; k++)
-            _mm512_store_ps(dst + (int64_t)k * W + c0, _mm512_maskz_loadu_ps(m, src + (int64_t)k * ld + c0));
+            _mm512_mask_storeu_ps(dst + (int64_t)k * W + c0, wm, _mm512_maskz_loadu_ps(m, src + (int64_t)k * ld + c0));
     }
 }
 
@@ -151,22 +155,10 @@ KD_AVX512 static void pack_a(const operand *a, int64_t i0, int64_t k0, int mc, i
     for (int p = 0; p < mc; p += MR) {
         int mr = mc - p < MR ? mc - p : MR;
         float *dst = Ap + (int64_t)p * kc;
-        if (a->trans) { /* F32 only: columns of A are contiguous */
-            for (int k = 0; k < kc; k++) {
-                const float *src = (const float *)a->p + (k0 + k) * a->ld + i0 + p;
-                for (int r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? src[r] : 0.0f;
-            }
-        } else { /* rows of A are contiguous in k: 16 × 16 register transposes, 14 lanes stored */
-            for (int k = 0; k < kc; k += 16) {
-                int kk = kc - k < 16 ? kc - k : 16;
-                __mmask16 km = tail_mask(kk);
-                __m512 r[16];
-                for (int c = 0; c < 16; c++)
-                    r[c] = c < mr ? load_row16(a, i0 + p + c, k0 + k, km) : _mm512_setzero_ps();
-                transpose16(r);
-                for (int i = 0; i < kk; i++) _mm512_mask_storeu_ps(dst + (int64_t)(k + i) * MR, (1u << MR) - 1u, r[i]);
-            }
-        }
+        if (a->trans) /* F32 only: columns of A are contiguous */
+            pack_copy(dst, MR, (const float *)a->p + k0 * a->ld + i0 + p, a->ld, mr, kc);
+        else
+            pack_transposed(dst, MR, a, i0 + p, k0, mr, kc);
     }
 }
 
