@@ -65,10 +65,11 @@ static void gemm_task(void *arg, int64_t idx, int tid) {
     }
 }
 
-/* Panels: one per thread, rounded to a multiple of 16 so BLAS kernels see aligned widths. */
-static int64_t panel_size(int64_t extent, int threads) {
+/* Panels: one per thread, rounded to a multiple of `align` (16 for BLAS, whose kernels like
+ * aligned widths; 32 = NR for column panels of the AVX-512 kernel). */
+static int64_t panel_size(int64_t extent, int threads, int64_t align) {
     int64_t p = kd_ceil_div(extent, threads);
-    return kd_ceil_div(p, 16) * 16;
+    return kd_ceil_div(p, align) * align;
 }
 
 void kd_gemm(kd_backend *be, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -80,7 +81,7 @@ void kd_gemm(kd_backend *be, int trans_a, int trans_b, int64_t M, int64_t N, int
         return;
     }
     gemm_job j = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, 0, N >= M};
-    j.panel = panel_size(j.split_n ? N : M, threads);
+    j.panel = panel_size(j.split_n ? N : M, threads, 16);
     int64_t tasks = kd_ceil_div(j.split_n ? N : M, j.panel);
     kd_pool_run(be->pool, tasks, gemm_task, &j);
 }
@@ -114,9 +115,9 @@ static void wa_task(void *arg, int64_t idx, int tid) {
 kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
                      const float *B, int64_t ldb, float *C, int64_t ldc, kd_err *e) {
     pthread_once(&g_gemm_once, gemm_choose);
-    if (g_use_avx512 && wdtype != KD_F32) {
+    if (g_use_avx512 && (wdtype == KD_F16 || wdtype == KD_BF16)) {
         wa_job j = {W, wdtype, B, C, M, N, K, ldb, ldc, 0, N >= M, 0};
-        j.panel = j.split_n ? kd_ceil_div(kd_ceil_div(N, be->n_threads), 32) * 32 : panel_size(M, be->n_threads);
+        j.panel = j.split_n ? panel_size(N, be->n_threads, 32) : panel_size(M, be->n_threads, 16);
         kd_pool_run(be->pool, kd_ceil_div(j.split_n ? N : M, j.panel), wa_task, &j);
         if (!j.failed) return KD_OK; /* else: no packing buffer; the path below allocates from the arena */
     }
@@ -138,7 +139,7 @@ kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void
     return KD_OK;
 }
 
-/* ---- Linear with f16/bf16 weights: convert panels of output rows into scratch, then GEMM ---- */
+/* ---- Linear with f16/bf16 weights (BLAS path): convert panels of output rows into scratch ---- */
 
 #define LIN_PANEL 128 /* weight rows converted at a time: 128 × K floats stays in L2 for K <= 2048 */
 
@@ -180,7 +181,7 @@ static int linear_half_avx512(kd_backend *be, float *y, const float *x, int64_t 
     pthread_once(&g_gemm_once, gemm_choose);
     if (!g_use_avx512 || (w->dtype != KD_F16 && w->dtype != KD_BF16)) return 0;
     half_job j = {y, x, M, w->shape[0], w->shape[1], 0, w, 0};
-    j.panel = kd_ceil_div(kd_ceil_div(j.N, be->n_threads), 32) * 32;
+    j.panel = panel_size(j.N, be->n_threads, 32);
     kd_pool_run(be->pool, kd_ceil_div(j.N, j.panel), half_task, &j);
     return !j.failed; /* a packing buffer that could not be allocated: redo it all on the BLAS path */
 }
@@ -188,11 +189,9 @@ static int linear_half_avx512(kd_backend *be, float *y, const float *x, int64_t 
 kd_status kd_linear(kd_backend *be, float *y, const float *x, int64_t M, const kd_tensor *w, const float *b,
                     kd_err *e) {
     int64_t N = w->shape[0], K = w->shape[1];
-    if (linear_half_avx512(be, y, x, M, w)) {
-        /* done */
-    } else if (w->dtype == KD_F32) {
+    if (w->dtype == KD_F32) {
         kd_gemm(be, 0, 1, M, N, K, 1.0f, x, K, (const float *)w->data, K, 0.0f, y, N);
-    } else {
+    } else if (!linear_half_avx512(be, y, x, M, w)) { /* BLAS: convert panels of weight rows */
         kd_arena_mark m = kd_arena_get_mark(&be->scratch);
         float *scratch = kd_arena_floats(&be->scratch, (size_t)be->n_threads * LIN_PANEL * (size_t)K, e);
         if (!scratch) return KD_ERR_OOM;
