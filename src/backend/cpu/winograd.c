@@ -73,18 +73,7 @@ static void input_task(void *arg, int64_t ci, int tid) {
     int64_t plane = j->plane;
     float rows[4][2 * RUN_MAX + 2];
     for (int64_t t = 0; t < j->n;) {
-        int64_t gt = j->t0 + t, img = gt / j->tiles_per_img, lt = gt % j->tiles_per_img;
-        int64_t ty = lt / j->tiles_x, tx0 = lt % j->tiles_x;
-        int64_t len = kd_min64(kd_min64(j->tiles_x - tx0, j->n - t), RUN_MAX);
-        int64_t y0 = ty * 2 - j->pad_t, x0 = tx0 * 2 - j->pad_l, cols = 2 * len + 2;
-        const float *xc = j->x + (img * j->Cin + ci) * j->H * j->W;
-        for (int r = 0; r < 4; r++) {
-            int64_t iy = y0 + r;
-            for (int64_t c = 0; c < cols; c++) {
-                int64_t ix = x0 + c;
-                rows[r][c] = (iy >= 0 && iy < j->H && ix >= 0 && ix < j->W) ? xc[iy * j->W + ix] : 0.0f;
-            }
-        }
+        int64_t len = kd_wino_load_run(j, ci, t, 2, RUN_MAX, &rows[0][0], 2 * RUN_MAX + 2);
         float *v = j->V + ci * j->n + t;
         for (int64_t i = 0; i < len; i++) {
             float s[4][4]; /* Bᵀ d, d = rows[0..3][2i .. 2i+3] */

@@ -70,6 +70,26 @@ typedef struct kd_wino_out_job {
     int64_t y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, n;
 } kd_wino_out_job;
 
+/* The run of tiles that starts at chunk tile t and stays in one tile row (at most run_max tiles):
+ * copies the tile + 2 input rows under it, zero-padded at the borders, into rows (row r at
+ * rows + r·stride, tile·len + 2 columns) so the transforms need no bounds checks. Returns len. */
+static inline int64_t kd_wino_load_run(const kd_wino_in_job *j, int64_t ci, int64_t t, int tile, int64_t run_max,
+                                       float *rows, int64_t stride) {
+    int64_t gt = j->t0 + t, img = gt / j->tiles_per_img, lt = gt % j->tiles_per_img;
+    int64_t ty = lt / j->tiles_x, tx0 = lt % j->tiles_x;
+    int64_t len = kd_min64(kd_min64(j->tiles_x - tx0, j->n - t), run_max);
+    int64_t y0 = ty * tile - j->pad_t, x0 = tx0 * tile - j->pad_l, cols = tile * len + 2;
+    const float *xc = j->x + (img * j->Cin + ci) * j->H * j->W;
+    for (int r = 0; r < tile + 2; r++) {
+        int64_t iy = y0 + r;
+        for (int64_t c = 0; c < cols; c++) {
+            int64_t ix = x0 + c;
+            rows[r * stride + c] = (iy >= 0 && iy < j->H && ix >= 0 && ix < j->W) ? xc[iy * j->W + ix] : 0.0f;
+        }
+    }
+    return len;
+}
+
 /* One Winograd variant: output tile size, number of planes, scratch budget for V and M, tasks. */
 typedef struct kd_wino_variant {
     const char *name;
