@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "io/config.h"
+#include "io/file.h"
 
 #define MAX_EXACT (UINT64_C(1) << 53)
 
@@ -323,32 +324,16 @@ kd_status kd_st_parse(const uint8_t *buf, uint64_t size, const char *name, kd_st
 kd_status kd_st_open(const char *path, kd_st_file **out, kd_err *e) {
     if (!out || !path) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_st_open: NULL argument");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return kd_errf(e, errno == ENOENT ? KD_ERR_NOT_FOUND : KD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kd_errf(e, KD_ERR_IO, "%s: not a regular file", path);
-    }
-    uint64_t size = (uint64_t)st.st_size;
-    if (size > SIZE_MAX) {
-        close(fd);
-        return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: file too large to map on this platform", path);
-    }
+    int fd;
+    uint64_t size;
+    KD_TRY(kd_open_regular(path, &fd, &size, e));
     if (size < 8) { /* also avoids mmap of 0 bytes, which is an error */
         close(fd);
         return kd_errf(e, KD_ERR_FORMAT, "%s: file is %llu bytes, too short for the 8-byte header length", path,
                        (unsigned long long)size);
     }
-    void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd); /* the mapping keeps the file */
-    if (map == MAP_FAILED)
-        return kd_errf(e, KD_ERR_IO, "%s: mmap of %llu bytes failed: %s", path, (unsigned long long)size,
-                       strerror(map_errno));
-    /* If another process truncates the file while it is mapped, reading the lost pages raises
-     * SIGBUS; nothing portable prevents that. Model files are not rewritten in place. */
+    void *map;
+    KD_TRY(kd_map_fd(path, fd, size, &map, e));
     kd_status s = kd_st_parse(map, size, path, out, e);
     if (s == KD_OK) (*out)->mapped = 1;
     else munmap(map, (size_t)size);

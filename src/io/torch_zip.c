@@ -30,6 +30,7 @@
 #include <zlib.h>
 
 #include "io/config.h"
+#include "io/file.h"
 
 /* ---- limits ------------------------------------------------------------------------------ */
 
@@ -1579,19 +1580,9 @@ kd_status kd_tz_parse(const uint8_t *buf, uint64_t size, const char *name, const
 kd_status kd_tz_open(const char *path, kd_tz_file **out, kd_err *e) {
     if (!out || !path) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_tz_open: NULL argument");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return kd_errf(e, errno == ENOENT ? KD_ERR_NOT_FOUND : KD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kd_errf(e, KD_ERR_IO, "%s: not a regular file", path);
-    }
-    uint64_t size = (uint64_t)st.st_size;
-    if (size > SIZE_MAX) {
-        close(fd);
-        return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: file too large to map on this platform", path);
-    }
+    int fd;
+    uint64_t size;
+    KD_TRY(kd_open_regular(path, &fd, &size, e));
     if (size < 22) { /* no zip is shorter; also avoids mmap of 0 bytes */
         uint8_t head[262] = {0};
         ssize_t got = size ? read(fd, head, (size_t)size) : 0;
@@ -1601,12 +1592,8 @@ kd_status kd_tz_open(const char *path, kd_tz_file **out, kd_err *e) {
                            (unsigned long long)size);
         return not_zip(path, head, got > 0 ? (uint64_t)got : 0, e);
     }
-    void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return kd_errf(e, KD_ERR_IO, "%s: mmap of %llu bytes failed: %s", path, (unsigned long long)size, strerror(map_errno));
-    /* As with safetensors: truncating the file while it is mapped raises SIGBUS on access. */
+    void *map;
+    KD_TRY(kd_map_fd(path, fd, size, &map, e));
     kd_status s = kd_tz_parse(map, size, path, NULL, out, e);
     if (s == KD_OK) ((tz_priv *)(*out)->priv)->mapped = 1;
     else munmap(map, (size_t)size);
