@@ -507,26 +507,35 @@ done:
 
 /* ---- MoVQ round trips ---- */
 
-static int cmd_autoencode(int argc, char **argv) {
-    const char *model = NULL, *in = NULL, *out = NULL, *lat_out = NULL;
-    int threads = 0;
+/* --model DIR IN OUT [-t N] [--latents-out F] (the last only when lat_out is not NULL); 0 or EXIT_USAGE. */
+static int parse_movq_args(int argc, char **argv, const char **model, const char **in, const char **out,
+                           const char **lat_out, int *threads, const char *usage_line) {
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--latents-out") && i + 1 < argc) lat_out = argv[++i];
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) *model = argv[++i];
+        else if (lat_out && !strcmp(argv[i], "--latents-out") && i + 1 < argc) *lat_out = argv[++i];
         else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
-            if (parse_int(argv[i], argv[i + 1], 1, 1024, &threads)) return EXIT_USAGE;
+            if (parse_int(argv[i], argv[i + 1], 1, 1024, threads)) return EXIT_USAGE;
             i++;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "kandinsky: unknown option '%s'\n", argv[i]);
             return EXIT_USAGE;
-        } else if (!in) in = argv[i];
-        else if (!out) out = argv[i];
+        } else if (!*in) *in = argv[i];
+        else if (!*out) *out = argv[i];
         else return fprintf(stderr, "kandinsky: too many arguments\n"), EXIT_USAGE;
     }
-    if (!model || !in || !out) {
-        fprintf(stderr, "usage: kandinsky autoencode --model MOVQ_DIR IN.(png|jpg) OUT.png [--latents-out F.safetensors]\n");
+    if (!*model || !*in || !*out) {
+        fprintf(stderr, "usage: %s\n", usage_line);
         return EXIT_USAGE;
     }
+    return 0;
+}
+
+static int cmd_autoencode(int argc, char **argv) {
+    const char *model = NULL, *in = NULL, *out = NULL, *lat_out = NULL;
+    int threads = 0;
+    if (parse_movq_args(argc, argv, &model, &in, &out, &lat_out, &threads,
+                        "kandinsky autoencode --model MOVQ_DIR IN.(png|jpg) OUT.png [--latents-out F.safetensors]"))
+        return EXIT_USAGE;
     kd_ctx *ctx = make_ctx(threads);
     if (!ctx) return EXIT_FAIL;
     int rc = kd_movq_autoencode_file(ctx, model, in, out, lat_out) == KD_OK ? 0 : fail(ctx, "autoencode");
@@ -537,22 +546,9 @@ static int cmd_autoencode(int argc, char **argv) {
 static int cmd_decode(int argc, char **argv) {
     const char *model = NULL, *in = NULL, *out = NULL;
     int threads = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-        else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
-            if (parse_int(argv[i], argv[i + 1], 1, 1024, &threads)) return EXIT_USAGE;
-            i++;
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "kandinsky: unknown option '%s'\n", argv[i]);
-            return EXIT_USAGE;
-        } else if (!in) in = argv[i];
-        else if (!out) out = argv[i];
-        else return fprintf(stderr, "kandinsky: too many arguments\n"), EXIT_USAGE;
-    }
-    if (!model || !in || !out) {
-        fprintf(stderr, "usage: kandinsky decode --model MOVQ_DIR LATENTS.safetensors OUT.png\n");
+    if (parse_movq_args(argc, argv, &model, &in, &out, NULL, &threads,
+                        "kandinsky decode --model MOVQ_DIR LATENTS.safetensors OUT.png"))
         return EXIT_USAGE;
-    }
     kd_ctx *ctx = make_ctx(threads);
     if (!ctx) return EXIT_FAIL;
     int rc = kd_movq_decode_file(ctx, model, in, out) == KD_OK ? 0 : fail(ctx, "decode");
