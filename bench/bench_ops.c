@@ -31,6 +31,7 @@
 
 #include "backend/backend.h"
 #include "backend/ops.h"
+#include "bench_util.h"
 
 enum { OP_CONV, OP_GEMM, OP_GN, OP_GN_SILU, OP_ATTN };
 static const char *const op_names[] = {"conv", "gemm", "gn", "gn_silu", "attn"};
@@ -103,12 +104,6 @@ static int parse_spec(const char *str, spec_t *s) {
         if (s->v[i] == 0 && !(s->op == OP_ATTN && i == 5)) return -1; /* only Lpre may be 0 */
     if ((s->op == OP_GN || s->op == OP_GN_SILU) && s->v[1] % s->v[4]) return -1;
     return 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Busy CPU-seconds of the whole machine (user nice system irq softirq steal from /proc/stat) and
@@ -256,11 +251,6 @@ static double spec_work(const spec_t *s, const char **unit) {
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int bench_one(kd_backend *be, const spec_t *s, double min_time, result_t *r) {
     job_t j;
     kd_err e;
@@ -274,11 +264,11 @@ static int bench_one(kd_backend *be, const spec_t *s, double min_time, result_t 
     size_t cap = 64, n = 0;
     double *t = malloc(cap * sizeof *t);
     double busy0 = machine_busy_s(), own0 = own_cpu_s();
-    double t_start = now_s();
-    while (n < 3 || (now_s() - t_start < min_time && n < 100000)) {
-        double t0 = now_s();
+    double t_start = now();
+    while (n < 3 || (now() - t_start < min_time && n < 100000)) {
+        double t0 = now();
         job_run(&j, &e);
-        double dt = now_s() - t0;
+        double dt = now() - t0;
         if (n == cap) {
             cap *= 2;
             t = realloc(t, cap * sizeof *t);
@@ -291,7 +281,7 @@ static int bench_one(kd_backend *be, const spec_t *s, double min_time, result_t 
     r->median_ms = 1e3 * med;
     r->min_ms = 1e3 * t[0];
     r->reps = (int)n;
-    double wall = now_s() - t_start, busy1 = machine_busy_s(), own1 = own_cpu_s();
+    double wall = now() - t_start, busy1 = machine_busy_s(), own1 = own_cpu_s();
     r->other_cores = busy0 < 0 || busy1 < 0 ? -1 : ((busy1 - busy0) - (own1 - own0)) / wall;
     if (r->other_cores < 0 && busy0 >= 0 && busy1 >= 0) r->other_cores = 0;
     r->rate = spec_work(s, &r->unit) / med * 1e-9;

@@ -8,27 +8,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kandinsky.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static float *random_floats(size_t n, unsigned seed, float scale) {
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; p && i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = scale * ((float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f);
-    }
-    return p;
-}
 
 static double peak_rss_mb(void) {
     struct rusage ru;
