@@ -39,56 +39,6 @@ static char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-static size_t put_utf8(uint32_t c, char *o) {
-    if (c < 0x80) { o[0] = (char)c; return 1; }
-    if (c < 0x800) { o[0] = (char)(0xC0 | (c >> 6)); o[1] = (char)(0x80 | (c & 0x3F)); return 2; }
-    if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12)); o[1] = (char)(0x80 | ((c >> 6) & 0x3F)); o[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (c >> 18)); o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F)); o[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
-/* One JSON string literal (as json.dumps(ensure_ascii=True) writes it) → UTF-8 bytes; keeps
- * \u0000, which cJSON would cut. Returns 0 on a malformed line. */
-static int json_string(const char *s, size_t n, char **out, size_t *out_len) {
-    if (n < 2 || s[0] != '"' || s[n - 1] != '"') return 0;
-    char *o = malloc(n * 3 + 1);
-    size_t k = 0;
-    for (size_t i = 1; i + 1 < n; i++) {
-        char c = s[i];
-        if (c != '\\') { o[k++] = c; continue; }
-        c = s[++i];
-        switch (c) {
-        case 'n': o[k++] = '\n'; break;
-        case 't': o[k++] = '\t'; break;
-        case 'r': o[k++] = '\r'; break;
-        case 'b': o[k++] = '\b'; break;
-        case 'f': o[k++] = '\f'; break;
-        case '"': case '\\': case '/': o[k++] = c; break;
-        case 'u': {
-            unsigned u;
-            if (i + 4 >= n || sscanf(s + i + 1, "%4x", &u) != 1) { free(o); return 0; }
-            i += 4;
-            if (u >= 0xD800 && u < 0xDC00 && i + 6 < n && s[i + 1] == '\\' && s[i + 2] == 'u') {
-                unsigned v;
-                if (sscanf(s + i + 3, "%4x", &v) != 1) { free(o); return 0; }
-                u = 0x10000 + ((u - 0xD800) << 10) + (v - 0xDC00);
-                i += 6;
-            }
-            k += put_utf8(u, o + k);
-            break;
-        }
-        default: free(o); return 0;
-        }
-    }
-    *out = o;
-    *out_len = k;
-    return 1;
-}
-
 typedef struct {
     int n;
     char **s;
@@ -109,7 +59,7 @@ static int read_lines(const char *path, lines *L) {
             L->s = realloc(L->s, (size_t)cap * sizeof *L->s);
             L->len = realloc(L->len, (size_t)cap * sizeof *L->len);
         }
-        if (!json_string(p, ll, &L->s[L->n], &L->len[L->n])) {
+        if (!kt_json_string(p, ll, &L->s[L->n], &L->len[L->n])) {
             fprintf(stderr, "%s: line %d is not a JSON string\n", path, L->n + 1);
             free(text);
             return 0;
@@ -258,7 +208,7 @@ static void test_unicode_table(void) {
         } else if (p[0] == 'M' && sscanf(p, "M %X %255s", &cp, buf) == 2 && cp < 0x110000) {
             char *o = malloc(64);
             size_t k2 = 0;
-            for (char *q = strtok(buf, ","); q; q = strtok(NULL, ",")) k2 += put_utf8((uint32_t)strtoul(q, NULL, 16), o + k2);
+            for (char *q = strtok(buf, ","); q; q = strtok(NULL, ",")) k2 += kt_put_utf8((uint32_t)strtoul(q, NULL, 16), o + k2);
             o[k2] = '\0';
             norm[cp] = o;
         }
@@ -272,7 +222,7 @@ static void test_unicode_table(void) {
         int got = kd_clip_char_class(c);
         if (got != cls[c] && bad_cls++ < 5) fprintf(stderr, "  U+%04X: class %c, reference %c\n", c, got, cls[c]);
         char in[4];
-        size_t il = put_utf8(c, in);
+        size_t il = kt_put_utf8(c, in);
         char *out = NULL;
         size_t ol = 0;
         kd_err e = {0};

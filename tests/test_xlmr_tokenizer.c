@@ -50,55 +50,6 @@ static int write_all(const char *path, const void *data, size_t n) {
     return fclose(f) == 0 && ok;
 }
 
-static size_t put_utf8(uint32_t c, char *o) {
-    if (c < 0x80) { o[0] = (char)c; return 1; }
-    if (c < 0x800) { o[0] = (char)(0xC0 | (c >> 6)); o[1] = (char)(0x80 | (c & 0x3F)); return 2; }
-    if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12)); o[1] = (char)(0x80 | ((c >> 6) & 0x3F)); o[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (c >> 18)); o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F)); o[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
-/* One JSON string literal (json.dumps(ensure_ascii=True)) → UTF-8 bytes, keeping \u0000. */
-static int json_string(const char *s, size_t n, char **out, size_t *out_len) {
-    if (n < 2 || s[0] != '"' || s[n - 1] != '"') return 0;
-    char *o = malloc(n * 3 + 1);
-    size_t k = 0;
-    for (size_t i = 1; i + 1 < n; i++) {
-        char c = s[i];
-        if (c != '\\') { o[k++] = c; continue; }
-        c = s[++i];
-        switch (c) {
-        case 'n': o[k++] = '\n'; break;
-        case 't': o[k++] = '\t'; break;
-        case 'r': o[k++] = '\r'; break;
-        case 'b': o[k++] = '\b'; break;
-        case 'f': o[k++] = '\f'; break;
-        case '"': case '\\': case '/': o[k++] = c; break;
-        case 'u': {
-            unsigned u;
-            if (i + 4 >= n || sscanf(s + i + 1, "%4x", &u) != 1) { free(o); return 0; }
-            i += 4;
-            if (u >= 0xD800 && u < 0xDC00 && i + 6 < n && s[i + 1] == '\\' && s[i + 2] == 'u') {
-                unsigned v;
-                if (sscanf(s + i + 3, "%4x", &v) != 1) { free(o); return 0; }
-                u = 0x10000 + ((u - 0xD800) << 10) + (v - 0xDC00);
-                i += 6;
-            }
-            k += put_utf8(u, o + k);
-            break;
-        }
-        default: free(o); return 0;
-        }
-    }
-    *out = o;
-    *out_len = k;
-    return 1;
-}
-
 typedef struct {
     int n;
     char **s;
@@ -125,7 +76,7 @@ static int read_lines(const char *path, lines *L, int raw) {
             memcpy(L->s[L->n], p, ll);
             L->s[L->n][ll] = '\0';
             L->len[L->n] = ll;
-        } else if (!json_string(p, ll, &L->s[L->n], &L->len[L->n])) {
+        } else if (!kt_json_string(p, ll, &L->s[L->n], &L->len[L->n])) {
             fprintf(stderr, "%s: line %d is not a JSON string\n", path, L->n + 1);
             free(text);
             return 0;
@@ -296,7 +247,7 @@ static size_t hex_cps(const char *s, const char *end, char *o) {
         if (s >= end || !((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'F'))) break;
         char *e2;
         unsigned long v = strtoul(s, &e2, 16);
-        k += put_utf8((uint32_t)v, o + k);
+        k += kt_put_utf8((uint32_t)v, o + k);
         s = e2;
     }
     return k;
@@ -341,7 +292,7 @@ static void test_unicode_table(void) {
     for (uint32_t c = 0; c < 0x110000; c++) {
         if (c >= 0xD800 && c <= 0xDFFF) continue;
         char in[4];
-        size_t il = put_utf8(c, in);
+        size_t il = kt_put_utf8(c, in);
         for (int which = 0; which < 2; which++) {
             const char *exp = which ? slow[c] : fast[c];
             size_t el = which ? sl[c] : fl[c];

@@ -130,3 +130,53 @@ const float *kt_case_tensor(const struct kd_st_file *f, int i, const char *what,
     *n = (size_t)kd_tensor_numel(&t->t);
     return t->t.data;
 }
+
+size_t kt_put_utf8(uint32_t c, char *o) {
+    if (c < 0x80) { o[0] = (char)c; return 1; }
+    if (c < 0x800) { o[0] = (char)(0xC0 | (c >> 6)); o[1] = (char)(0x80 | (c & 0x3F)); return 2; }
+    if (c < 0x10000) {
+        o[0] = (char)(0xE0 | (c >> 12)); o[1] = (char)(0x80 | ((c >> 6) & 0x3F)); o[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (c >> 18)); o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F)); o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/* One JSON string literal (as json.dumps(ensure_ascii=True) writes it) → UTF-8 bytes; keeps
+ * \u0000, which cJSON would cut. Returns 0 on a malformed line. */
+int kt_json_string(const char *s, size_t n, char **out, size_t *out_len) {
+    if (n < 2 || s[0] != '"' || s[n - 1] != '"') return 0;
+    char *o = malloc(n * 3 + 1);
+    size_t k = 0;
+    for (size_t i = 1; i + 1 < n; i++) {
+        char c = s[i];
+        if (c != '\\') { o[k++] = c; continue; }
+        c = s[++i];
+        switch (c) {
+        case 'n': o[k++] = '\n'; break;
+        case 't': o[k++] = '\t'; break;
+        case 'r': o[k++] = '\r'; break;
+        case 'b': o[k++] = '\b'; break;
+        case 'f': o[k++] = '\f'; break;
+        case '"': case '\\': case '/': o[k++] = c; break;
+        case 'u': {
+            unsigned u;
+            if (i + 4 >= n || sscanf(s + i + 1, "%4x", &u) != 1) { free(o); return 0; }
+            i += 4;
+            if (u >= 0xD800 && u < 0xDC00 && i + 6 < n && s[i + 1] == '\\' && s[i + 2] == 'u') {
+                unsigned v;
+                if (sscanf(s + i + 3, "%4x", &v) != 1) { free(o); return 0; }
+                u = 0x10000 + ((u - 0xD800) << 10) + (v - 0xDC00);
+                i += 6;
+            }
+            k += kt_put_utf8(u, o + k);
+            break;
+        }
+        default: free(o); return 0;
+        }
+    }
+    *out = o;
+    *out_len = k;
+    return 1;
+}

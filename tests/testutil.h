@@ -43,4 +43,10 @@ const float *kt_case_tensor(const struct kd_st_file *f, int i, const char *what,
 uint64_t kt_rand_u64(uint64_t *state);
 float kt_rand_uniform(uint64_t *state); /* [-1, 1) */
 
+/* Code point → UTF-8 into o (up to 4 bytes); returns the byte count. */
+size_t kt_put_utf8(uint32_t c, char *o);
+/* One JSON string literal (as json.dumps(ensure_ascii=True) writes it, quotes included) → a malloc'd
+ * UTF-8 buffer that keeps \u0000 (cJSON would cut there). Returns 0 on a malformed literal. */
+int kt_json_string(const char *s, size_t n, char **out, size_t *out_len);
+
 #endif
