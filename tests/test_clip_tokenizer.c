@@ -14,31 +14,6 @@
 
 #define MAX_LEN 77
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
 typedef struct {
     int n;
     char **s;
@@ -47,7 +22,7 @@ typedef struct {
 
 static int read_lines(const char *path, lines *L) {
     size_t n;
-    char *text = read_all(path, &n);
+    char *text = kt_read_file(path, &n);
     memset(L, 0, sizeof *L);
     if (!text) return 0;
     int cap = 0;
@@ -131,7 +106,7 @@ static void test_config_variants(void) {
         return;
     }
     size_t n;
-    char *text = read_all(kt_data_path("clip_tokenizer/configs/expected.json"), &n);
+    char *text = kt_read_file(kt_data_path("clip_tokenizer/configs/expected.json"), &n);
     cJSON *root = NULL;
     kd_err e = {0};
     if (!text || kd_json_parse(text, n, "expected.json", &root, &e) != KD_OK) {
@@ -185,7 +160,7 @@ static void test_config_variants(void) {
 /* Every code point: regex class and the normaliser's output against the reference table. */
 static void test_unicode_table(void) {
     size_t n;
-    char *text = read_all(kt_data_path("clip_tokenizer/unicode.txt"), &n);
+    char *text = kt_read_file(kt_data_path("clip_tokenizer/unicode.txt"), &n);
     if (!text) {
         TEST_CHECK(0, "cannot read clip_tokenizer/unicode.txt");
         return;
@@ -310,35 +285,35 @@ static void test_long_prompts(const kd_clip_tokenizer *eot, const kd_clip_tokeni
     kd_err e = {0};
     /* the same prompt cut to 2 KB gives the same 77 ids (both truncate) */
     kd_clip_tokenize(excl, s, 2048, MAX_LEN, ref, NULL, &n_ref, &e);
-    double t0 = now_s();
+    double t0 = kt_now();
     kd_status st = kd_clip_tokenize(excl, s, big, MAX_LEN, ids, mask, &n_real, &e);
-    double t1 = now_s();
+    double t1 = kt_now();
     TEST_CHECK(st == KD_OK && n_real == MAX_LEN && n_ref == MAX_LEN && memcmp(ids, ref, sizeof ids) == 0,
                "10 MB prompt: %s, %d real tokens", st ? e.msg : "ids differ from its 2 KB prefix", n_real);
     printf("10 MB prompt (words): %.1f ms\n", 1e3 * (t1 - t0));
     /* 10 MB of "!" : every one is the pad token's added-token match with pad "!" */
     memset(s, '!', big);
-    t0 = now_s();
+    t0 = kt_now();
     st = kd_clip_tokenize(excl, s, big, MAX_LEN, ids, mask, &n_real, &e);
-    t1 = now_s();
+    t1 = kt_now();
     TEST_CHECK(st == KD_OK && n_real == MAX_LEN && ids[1] == 0 && ids[75] == 0 && ids[76] == 49407,
                "10 MB of '!' with pad '!': %s", st ? e.msg : "wrong ids");
     printf("10 MB prompt ('!' x 10M, pad '!'): %.1f ms\n", 1e3 * (t1 - t0));
     /* 10 MB of white space with one word at the end: read to the end, one token */
     memset(s, ' ', big);
     memcpy(s + big - 4, "cat ", 4);
-    t0 = now_s();
+    t0 = kt_now();
     st = kd_clip_tokenize(eot, s, big, MAX_LEN, ids, mask, &n_real, &e);
-    t1 = now_s();
+    t1 = kt_now();
     TEST_CHECK(st == KD_OK && n_real == 3 && ids[1] == 2368, "10 MB of spaces then 'cat': %s",
                st ? e.msg : "wrong ids");
     printf("10 MB prompt (spaces, then 'cat'): %.1f ms\n", 1e3 * (t1 - t0));
     /* 1 MB without white space: one word, BPE'd whole (the reference does the same) */
     const size_t mid = 1u << 20;
     for (size_t i = 0; i < mid; i++) s[i] = "ab"[i & 1];
-    t0 = now_s();
+    t0 = kt_now();
     st = kd_clip_tokenize(eot, s, mid, MAX_LEN, ids, mask, &n_real, &e);
-    t1 = now_s();
+    t1 = kt_now();
     TEST_CHECK(st == KD_OK && n_real == MAX_LEN, "1 MB word: %s", st ? e.msg : "not truncated to 77");
     printf("1 MB prompt without white space: %.1f ms\n", 1e3 * (t1 - t0));
     free(s);
@@ -353,7 +328,7 @@ static void test_bad_folders(void) {
     const char *dir = kt_tmp_dir("clip_tokenizer");
     char path[1024];
     size_t n;
-    char *vocab = read_all(kt_data_path("clip_tokenizer/bpe/vocab.json"), &n);
+    char *vocab = kt_read_file(kt_data_path("clip_tokenizer/bpe/vocab.json"), &n);
     if (!vocab) {
         TEST_CHECK(0, "cannot read bpe/vocab.json");
         return;
@@ -410,12 +385,12 @@ static void test_bad_folders(void) {
 int main(void) {
     kd_err e = {0};
     kd_clip_tokenizer *excl = NULL, *eot = NULL;
-    double t0 = now_s();
+    double t0 = kt_now();
     kd_status s1 = kd_clip_tokenizer_load_hf(kt_data_path("clip_tokenizer/pad_excl"), &excl, &e);
     TEST_CHECK(s1 == KD_OK, "load pad_excl: %s", e.msg);
     kd_status s2 = kd_clip_tokenizer_load_hf(kt_data_path("clip_tokenizer/pad_eot"), &eot, &e);
     TEST_CHECK(s2 == KD_OK, "load pad_eot: %s", e.msg);
-    printf("loaded two HF tokenizer folders in %.0f ms\n", 1e3 * (now_s() - t0));
+    printf("loaded two HF tokenizer folders in %.0f ms\n", 1e3 * (kt_now() - t0));
     if (s1 != KD_OK || s2 != KD_OK) return kt_finish("test_clip_tokenizer");
     TEST_CHECK(kd_clip_tokenizer_pad_id(excl) == 0 && kd_clip_tokenizer_pad_id(eot) == 49407, "pad ids %d, %d",
                kd_clip_tokenizer_pad_id(excl), kd_clip_tokenizer_pad_id(eot));
@@ -438,12 +413,12 @@ int main(void) {
             printf("SKIP OpenAI .gz parity: ../shared is absent (set KD_SHARED to run it)\n");
         } else {
             kd_clip_tokenizer *g1 = NULL, *g2 = NULL;
-            t0 = now_s();
+            t0 = kt_now();
             kd_status s = kd_clip_tokenizer_load_openai(gz, "!", &g1, &e);
             TEST_CHECK(s == KD_OK, "load %s: %s", gz, e.msg);
             if (s == KD_OK) s = kd_clip_tokenizer_load_openai(gz, NULL, &g2, &e);
             TEST_CHECK(s == KD_OK, "load %s: %s", gz, e.msg);
-            printf("loaded the OpenAI .gz twice in %.0f ms\n", 1e3 * (now_s() - t0));
+            printf("loaded the OpenAI .gz twice in %.0f ms\n", 1e3 * (kt_now() - t0));
             if (s == KD_OK) {
                 TEST_CHECK(kd_clip_tokenizer_vocab_size(g1) == 49408 && kd_clip_tokenizer_pad_id(g1) == 0 &&
                                kd_clip_tokenizer_pad_id(g2) == 49407,

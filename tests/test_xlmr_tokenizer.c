@@ -18,31 +18,6 @@
 
 #define MAX_LEN 77
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
 static int write_all(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
@@ -59,7 +34,7 @@ typedef struct {
 /* kind 0: JSON strings; 1: raw text lines */
 static int read_lines(const char *path, lines *L, int raw) {
     size_t n;
-    char *text = read_all(path, &n);
+    char *text = kt_read_file(path, &n);
     memset(L, 0, sizeof *L);
     if (!text) return 0;
     int cap = 0;
@@ -257,7 +232,7 @@ static size_t hex_cps(const char *s, const char *end, char *o) {
  * sentencepiece's normalize() (m4k's nmt_nfkc charsmap). */
 static void test_unicode_table(void) {
     size_t n;
-    char *text = read_all(kt_data_path("xlmr_tokenizer/unicode.txt"), &n);
+    char *text = kt_read_file(kt_data_path("xlmr_tokenizer/unicode.txt"), &n);
     if (!text) {
         TEST_CHECK(0, "cannot read xlmr_tokenizer/unicode.txt");
         return;
@@ -341,7 +316,7 @@ static void test_unicode_table(void) {
 
 static cJSON *load_json(const char *path) {
     size_t n;
-    char *text = read_all(path, &n);
+    char *text = kt_read_file(path, &n);
     cJSON *root = NULL;
     kd_err e = {0};
     if (!text || kd_json_parse(text, n, path, &root, &e) != KD_OK) root = NULL;
@@ -608,7 +583,7 @@ static int find_charsmap(const unsigned char *d, size_t n, const unsigned char *
 static void test_published_size(void) {
     const char *dir = kt_tmp_dir("xlmr_published");
     size_t mn;
-    char *model = read_all(kt_data_path("xlmr_tokenizer/m4k/sentencepiece.bpe.model"), &mn);
+    char *model = kt_read_file(kt_data_path("xlmr_tokenizer/m4k/sentencepiece.bpe.model"), &mn);
     kd_xlmr_tokenizer *small = load(kt_data_path("xlmr_tokenizer/m4k/sentencepiece.bpe.model"), 0);
     const unsigned char *cm = NULL;
     size_t cl = 0;
@@ -650,7 +625,7 @@ static void test_published_size(void) {
     double min_score = 0;
     float min_f = 0;
     size_t mnj;
-    char *jtext = read_all(kt_data_path("xlmr_tokenizer/m4k/tokenizer.json"), &mnj);
+    char *jtext = kt_read_file(kt_data_path("xlmr_tokenizer/m4k/tokenizer.json"), &mnj);
     cJSON *jroot = NULL;
     kd_err e = {0};
     kd_json_parse(jtext, mnj, "m4k", &jroot, &e);
@@ -710,9 +685,9 @@ static void test_published_size(void) {
     snprintf(jpath, sizeof jpath, "%s/tokenizer.json", dir);
     TEST_CHECK(write_all(mpath, pb.p, pb.n) && write_all(jpath, js.p, js.n), "cannot write %s", dir);
     for (int which = 0; which < 3; which++) {
-        double t0 = now_s();
+        double t0 = kt_now();
         kd_xlmr_tokenizer *t = load(which == 1 ? jpath : mpath, which == 2 ? KD_XLMR_SENTENCEPIECE : 0);
-        double t1 = now_s();
+        double t1 = kt_now();
         if (!t) continue;
         TEST_CHECK(kd_xlmr_tokenizer_vocab_size(t) == 250002 && kd_xlmr_tokenizer_mask_id(t) == 250001 &&
                        kd_xlmr_tokenizer_pad_id(t) == 1 && kd_xlmr_tokenizer_unk_id(t) == 3,
@@ -765,7 +740,7 @@ static void test_errors(void) {
     expect_err(s, KD_ERR_NOT_FOUND, &e, "neither tokenizer.json nor sentencepiece.bpe.model", "empty folder");
 
     size_t n;
-    char *model = read_all(kt_data_path("xlmr_tokenizer/m2k/sentencepiece.bpe.model"), &n);
+    char *model = kt_read_file(kt_data_path("xlmr_tokenizer/m2k/sentencepiece.bpe.model"), &n);
     if (!model) {
         TEST_CHECK(0, "cannot read m2k model");
         return;
@@ -898,9 +873,9 @@ static void test_long(void) {
             int32_t a[MAX_LEN], b[MAX_LEN];
             int na = 0, nb = 0;
             kd_err e = {0};
-            double t0 = now_s();
+            double t0 = kt_now();
             kd_status s = kd_xlmr_tokenize(t, text, n, MAX_LEN, a, NULL, &na, &e);
-            double t1 = now_s();
+            double t1 = kt_now();
             kd_status s2 = kd_xlmr_tokenize(t, text, small, MAX_LEN, b, NULL, &nb, &e);
             int same = s == KD_OK && s2 == KD_OK && na == nb && memcmp(a, b, sizeof a) == 0;
             printf("10 MB prompt (%s, %s): %.1f ms, %d tokens, %s its %zu-byte prefix\n", names[u],

@@ -1,5 +1,9 @@
 #include "testutil.h"
 
+#include <time.h>
+
+#include "io/file.h"
+
 #include "io/safetensors.h"
 
 #include <errno.h>
@@ -109,17 +113,21 @@ uint64_t kt_rand_u64(uint64_t *s) {
 
 float kt_rand_uniform(uint64_t *s) { return (float)((kt_rand_u64(s) >> 40) * (1.0 / 8388608.0) - 1.0); }
 
-char *kt_read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
+char *kt_read_file(const char *path, size_t *len) {
+    char *buf = NULL;
+    size_t n = 0;
+    kd_err e;
+    if (kd_read_file(path, (size_t)1 << 30, &buf, &n, &e) != KD_OK) return NULL;
+    if (len) *len = n;
+    return buf;
+}
+
+char *kt_read_text(const char *path) { return kt_read_file(path, NULL); }
+
+double kt_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 const float *kt_case_tensor(const struct kd_st_file *f, int i, const char *what, size_t *n) {

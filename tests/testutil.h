@@ -32,8 +32,12 @@ const char *kt_tmp_dir(const char *name);
 
 int kt_finish(const char *suite);
 
-/* Whole file as a NUL-terminated string (malloc'd), NULL if unreadable. */
+/* Whole file as a NUL-terminated string (malloc'd), NULL if unreadable (io/file.c's reader). */
 char *kt_read_text(const char *path);
+/* The same, with its length in *len (it may contain NUL bytes). */
+char *kt_read_file(const char *path, size_t *len);
+/* Monotonic clock in seconds. */
+double kt_now(void);
 
 struct kd_st_file;
 /* Tensor "case<i>.<what>" of a pipeline fixture file (its data, F32), NULL if absent. */
