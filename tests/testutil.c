@@ -1,9 +1,7 @@
 #include "testutil.h"
 
-#include <time.h>
 
 #include "io/file.h"
-
 #include "io/safetensors.h"
 
 #include <errno.h>
@@ -13,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 int kt_passed = 0, kt_failed = 0;
 
