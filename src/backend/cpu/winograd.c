@@ -20,7 +20,7 @@
 
 /* U[k][co][ci] = (G g Gᵀ)[k]. Done for WT_LANES input channels at a time so the arithmetic
  * vectorises across channels and each of the 16 output rows is written contiguously. */
-#define WT_LANES 16
+#define WT_LANES KD_WINO_LANES
 
 typedef kd_wino_wt_job wt_job; /* 16 planes */
 
@@ -29,11 +29,7 @@ static void weight_task(void *arg, int64_t co, int tid) {
     for (int64_t c0 = 0; c0 < j->u.Cin; c0 += WT_LANES) {
         int64_t nl = kd_min64(WT_LANES, j->u.Cin - c0);
         float g[9][WT_LANES] = {{0}}, t[4][3][WT_LANES], u[16][WT_LANES];
-        float wf[WT_LANES * 9]; /* these nl × 9 weights as F32 */
-        kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->u.Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
-                          (size_t)(nl * 9));
-        for (int64_t l = 0; l < nl; l++)
-            for (int i = 0; i < 9; i++) g[i][l] = wf[l * 9 + i];
+        kd_wino_load_taps(j, co, c0, nl, g);
         for (int c = 0; c < 3; c++) /* G g */
             for (int l = 0; l < WT_LANES; l++) {
                 float g0 = g[c][l], g1 = g[3 + c][l], g2 = g[6 + c][l];

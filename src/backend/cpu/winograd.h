@@ -70,6 +70,20 @@ typedef struct kd_wino_out_job {
     int64_t y_bstride, Cout, Ho, Wo, tiles_x, tiles_per_img, t0, n;
 } kd_wino_out_job;
 
+/* Both weight transforms work on KD_WINO_LANES input channels at a time (vectorised across them). */
+#define KD_WINO_LANES 16
+
+/* g[i][l] = tap i of the 3×3 kernel of output channel co, input channel c0 + l, as F32, for
+ * l < nl (≤ KD_WINO_LANES); lanes beyond nl are left as they are (callers zero g). */
+static inline void kd_wino_load_taps(const kd_wino_wt_job *j, int64_t co, int64_t c0, int64_t nl,
+                                     float g[9][KD_WINO_LANES]) {
+    float wf[KD_WINO_LANES * 9];
+    kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->u.Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
+                      (size_t)(nl * 9));
+    for (int64_t l = 0; l < nl; l++)
+        for (int i = 0; i < 9; i++) g[i][l] = wf[l * 9 + i];
+}
+
 /* The run of tiles that starts at chunk tile t and stays in one tile row (at most run_max tiles):
  * copies the tile + 2 input rows under it, zero-padded at the borders, into rows (row r at
  * rows + r·stride, tile·len + 2 columns) so the transforms need no bounds checks. Returns len. */

@@ -13,7 +13,7 @@
 
 #define BUDGET ((int64_t)48 << 20) /* one chunk for the U-Net 32² level (128 tiles × 36 planes × 1536 ch) */
 #define RUN_MAX 128
-#define LANES 16
+#define LANES KD_WINO_LANES
 
 static const float BT[6][6] = {
     {4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
@@ -39,11 +39,7 @@ static void weight_task(void *arg, int64_t co, int tid) {
     for (int64_t c0 = 0; c0 < j->u.Cin; c0 += LANES) {
         int64_t nl = kd_min64(LANES, j->u.Cin - c0);
         float g[9][LANES] = {{0}}, t[6][3][LANES], u[36][LANES];
-        float wf[LANES * 9]; /* these nl × 9 weights as F32 */
-        kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->u.Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
-                          (size_t)(nl * 9));
-        for (int64_t l = 0; l < nl; l++)
-            for (int i = 0; i < 9; i++) g[i][l] = wf[l * 9 + i];
+        kd_wino_load_taps(j, co, c0, nl, g);
         for (int r = 0; r < 6; r++)
             for (int c = 0; c < 3; c++)
                 for (int l = 0; l < LANES; l++)
