@@ -218,11 +218,9 @@ static kd_status job_run(job_t *j, kd_err *e) {
     case OP_GEMM:
         return kd_linear(j->be, j->y, j->x, v[0], &j->w, j->b, e);
     case OP_GN:
-        kd_group_norm(j->be, j->y, j->x, v[0], v[1], v[2] * v[3], (int)v[4], 1e-5f, j->gamma, j->beta);
-        return KD_OK;
+        return kd_group_norm(j->be, j->y, j->x, v[0], v[1], v[2] * v[3], (int)v[4], 1e-5f, j->gamma, j->beta, e);
     case OP_GN_SILU:
-        kd_group_norm_silu(j->be, j->y, j->x, v[0], v[1], v[2] * v[3], (int)v[4], 1e-5f, j->gamma, j->beta);
-        return KD_OK;
+        return kd_group_norm_silu(j->be, j->y, j->x, v[0], v[1], v[2] * v[3], (int)v[4], 1e-5f, j->gamma, j->beta, e);
     case OP_ATTN:
         return kd_attention(j->be, j->y, &j->ap, e);
     }
@@ -350,13 +348,13 @@ int main(int argc, char **argv) {
     kd_backend be;
     kd_err e;
     kd_err_clear(&e);
-    if (kd_backend_init(&be, threads, &e) != KD_OK) {
+    if (kd_backend_cpu_init(&be, threads, &e) != KD_OK) {
         fprintf(stderr, "bench_ops: %s\n", e.msg);
         return 1;
     }
     const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
     printf("meta\timpl\tkandinsky.c\n");
-    printf("meta\tthreads\t%d\n", be.n_threads);
+    printf("meta\tthreads\t%d\n", kd_backend_threads(&be));
     printf("meta\tmin_time_s\t%g\n", min_time);
     printf("meta\tblas\t%s\n", openblas_get_config());
     printf("meta\tblas_core\t%s\n", openblas_get_corename());
@@ -384,7 +382,7 @@ int main(int argc, char **argv) {
     printf("meta\tcpu_s\t%.3f\n", (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
                                         (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec);
 
-    printf("\nkandinsky.c ops, %d threads, BLAS core %s\n", be.n_threads, openblas_get_corename());
+    printf("\nkandinsky.c ops, %d threads, BLAS core %s\n", kd_backend_threads(&be), openblas_get_corename());
     printf("%-8s %-30s %11s %11s %5s %10s\n", "op", "shape", "median ms", "min ms", "reps", "rate");
     for (int i = 0; i < nres; i++) {
         const result_t *r = &res[i];

@@ -72,6 +72,10 @@ static int tc_fail(tcase *c, const char *msg, const char *detail) {
     return 0;
 }
 
+/* Every op returns a status (on the CPU only scratch allocation can fail): a failure fails the case. */
+static kd_err op_err;
+static int op_ok(tcase *c, kd_status s) { return s == KD_OK ? 1 : tc_fail(c, "op failed", op_err.msg); }
+
 static const kd_st_tensor *opt_tensor(tcase *c, const char *name) { return kd_st_find(c->f, name); }
 
 static const kd_st_tensor *need_tensor(tcase *c, const char *name) {
@@ -246,7 +250,7 @@ static void run_gemm(tcase *c) {
     if (!A || !B || !C0 || !ref) return;
     float *C = out_f32(c, M * N);
     memcpy(C, C0, (size_t)(M * N) * sizeof(float)); /* beta != 0 reads C; beta == 0 must not (NaNs) */
-    kd_gemm(c->be, trans_a, trans_b, M, N, K, alpha, A, ashape[1], B, bshape[1], beta, C, N);
+    if (!op_ok(c, kd_gemm(c->be, trans_a, trans_b, M, N, K, alpha, A, ashape[1], B, bshape[1], beta, C, N, &op_err))) return;
     guard_ok(c, C, (size_t)(M * N) * sizeof(float));
     close_f32(c, "", C, ref, M * N, gemm_atol(ref, M * N), RTOL);
 }
@@ -365,16 +369,16 @@ static void run_group_norm_common(tcase *c, int with_silu) {
     int64_t B = tx->t.shape[0], C = tx->t.shape[1], HW = prod_dims(tx, 2, tx->t.ndim), n = numel(tx);
     float *x = load_f32(c, tx), *ref = load_f32(c, to), *gamma = opt_f32(c, "gamma"), *beta = opt_f32(c, "beta");
     if (!x || !ref) return;
-    void (*fn)(kd_backend *, float *, const float *, int64_t, int64_t, int64_t, int, float, const float *,
-               const float *) = with_silu ? kd_group_norm_silu : kd_group_norm;
+    kd_status (*fn)(kd_backend *, float *, const float *, int64_t, int64_t, int64_t, int, float, const float *,
+                    const float *, kd_err *) = with_silu ? kd_group_norm_silu : kd_group_norm;
     double atol = norm_atol(x, B * groups, C / groups * HW, eps, gamma, C);
     float *y = out_f32(c, n);
-    fn(c->be, y, x, B, C, HW, groups, eps, gamma, beta);
+    if (!op_ok(c, fn(c->be, y, x, B, C, HW, groups, eps, gamma, beta, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     close_f32(c, "", y, ref, n, atol, RTOL);
     float *z = out_f32(c, n); /* y may equal x */
     memcpy(z, x, (size_t)n * sizeof(float));
-    fn(c->be, z, z, B, C, HW, groups, eps, gamma, beta);
+    if (!op_ok(c, fn(c->be, z, z, B, C, HW, groups, eps, gamma, beta, &op_err))) return;
     guard_ok(c, z, (size_t)n * sizeof(float));
     close_f32(c, "in-place", z, ref, n, atol, RTOL);
 }
@@ -396,12 +400,12 @@ static void run_layer_norm(tcase *c) {
     if (!x || !ref) return;
     double atol = norm_atol(x, rows, D, eps, gamma, D);
     float *y = out_f32(c, n);
-    kd_layer_norm(c->be, y, x, rows, D, eps, gamma, beta);
+    if (!op_ok(c, kd_layer_norm(c->be, y, x, rows, D, eps, gamma, beta, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     close_f32(c, "", y, ref, n, atol, RTOL);
     float *z = out_f32(c, n);
     memcpy(z, x, (size_t)n * sizeof(float));
-    kd_layer_norm(c->be, z, z, rows, D, eps, gamma, beta);
+    if (!op_ok(c, kd_layer_norm(c->be, z, z, rows, D, eps, gamma, beta, &op_err))) return;
     guard_ok(c, z, (size_t)n * sizeof(float));
     close_f32(c, "in-place", z, ref, n, atol, RTOL);
 }
@@ -414,7 +418,7 @@ static void run_softmax(tcase *c) {
     if (!x || !ref || numel(to) != n) return;
     float *y = out_f32(c, n);
     memcpy(y, x, (size_t)n * sizeof(float));
-    kd_softmax(c->be, y, n / N, N);
+    if (!op_ok(c, kd_softmax(c->be, y, n / N, N, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     /* probabilities <= 1: a different exp (few ulps) is covered by rtol; atol 1e-6 only matters
      * for tiny probabilities and is still far below anything a model could notice. */
@@ -511,7 +515,7 @@ static void run_attention(tcase *c) {
     close_f32(c, fused ? "strided qkv" : "strided kv", y2, ref, n, ATTN_ATOL, RTOL);
 }
 
-typedef void (*unary_fn)(kd_backend *, float *, const float *, int64_t);
+typedef kd_status (*unary_fn)(kd_backend *, float *, const float *, int64_t, kd_err *);
 
 /* Activations: values up to 1e4 (rtol governs); near the zero crossing and in the far negative
  * tail (where torch's own f32 formula cancels, e.g. gelu for x < -5 is 1 - erf ≈ a few ulps)
@@ -523,12 +527,12 @@ static void run_unary(tcase *c, unary_fn fn) {
     float *x = load_f32(c, tx), *ref = load_f32(c, to);
     if (!x || !ref || numel(to) != n) return;
     float *y = out_f32(c, n);
-    fn(c->be, y, x, n);
+    if (!op_ok(c, fn(c->be, y, x, n, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     close_f32(c, "", y, ref, n, 1e-6, RTOL);
     float *z = out_f32(c, n);
     memcpy(z, x, (size_t)n * sizeof(float));
-    fn(c->be, z, z, n);
+    if (!op_ok(c, fn(c->be, z, z, n, &op_err))) return;
     guard_ok(c, z, (size_t)n * sizeof(float));
     close_f32(c, "in-place", z, ref, n, 1e-6, RTOL);
 }
@@ -538,19 +542,19 @@ static void run_gelu(tcase *c) { run_unary(c, kd_gelu); }
 static void run_quick_gelu(tcase *c) { run_unary(c, kd_quick_gelu); }
 
 /* add / mul: one IEEE rounding each, so bit-equal (also in place, y == a). */
-static void run_binary(tcase *c, void (*fn)(kd_backend *, float *, const float *, const float *, int64_t)) {
+static void run_binary(tcase *c, kd_status (*fn)(kd_backend *, float *, const float *, const float *, int64_t, kd_err *)) {
     const kd_st_tensor *tx = need_tensor(c, "x"), *ty = need_tensor(c, "y"), *to = need_tensor(c, "out");
     if (!tx || !ty || !to) return;
     int64_t n = numel(tx);
     float *a = load_f32(c, tx), *b = load_f32(c, ty), *ref = load_f32(c, to);
     if (!a || !b || !ref || numel(ty) != n || numel(to) != n) return;
     float *y = out_f32(c, n);
-    fn(c->be, y, a, b, n);
+    if (!op_ok(c, fn(c->be, y, a, b, n, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     exact_f32(c, "", y, ref, n);
     float *z = out_f32(c, n);
     memcpy(z, a, (size_t)n * sizeof(float));
-    fn(c->be, z, z, b, n);
+    if (!op_ok(c, fn(c->be, z, z, b, n, &op_err))) return;
     guard_ok(c, z, (size_t)n * sizeof(float));
     exact_f32(c, "in-place", z, ref, n);
 }
@@ -567,14 +571,14 @@ static void run_scale_shift(tcase *c) {
     float *x = load_f32(c, tx), *ref = load_f32(c, to);
     if (!x || !ref || numel(to) != n) return;
     float *y = out_f32(c, n);
-    kd_scale_shift(c->be, y, x, s, t, n);
+    if (!op_ok(c, kd_scale_shift(c->be, y, x, s, t, n, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     /* torch rounds x·s, then + t; an FMA rounds once: they differ by <= 1 ulp of x·s (~1e-7 here),
      * which in relative terms is unbounded where x·s + t cancels, hence an atol. */
     close_f32(c, "", y, ref, n, 1e-6, 1e-6);
     float *z = out_f32(c, n);
     memcpy(z, x, (size_t)n * sizeof(float));
-    kd_scale_shift(c->be, z, z, s, t, n);
+    if (!op_ok(c, kd_scale_shift(c->be, z, z, s, t, n, &op_err))) return;
     guard_ok(c, z, (size_t)n * sizeof(float));
     close_f32(c, "in-place", z, ref, n, 1e-6, 1e-6);
 }
@@ -587,7 +591,7 @@ static void run_add_row_vector(tcase *c) {
     if (!x || !b || !ref || numel(tb) != N || numel(to) != n) return;
     float *y = out_f32(c, n);
     memcpy(y, x, (size_t)n * sizeof(float));
-    kd_add_row_vector(c->be, y, b, n / N, N);
+    if (!op_ok(c, kd_add_row_vector(c->be, y, b, n / N, N, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     exact_f32(c, "", y, ref, n);
 }
@@ -606,7 +610,7 @@ static void run_add_channel_vector(tcase *c) {
     if (!x || !b || !ref || numel(to) != n) return;
     float *y = out_f32(c, n);
     memcpy(y, x, (size_t)n * sizeof(float));
-    kd_add_channel_vector(c->be, y, b, B, C, HW);
+    if (!op_ok(c, kd_add_channel_vector(c->be, y, b, B, C, HW, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     exact_f32(c, "", y, ref, n);
 }
@@ -624,7 +628,7 @@ static void run_concat_dim1(tcase *c) {
     float *a = load_f32(c, ta), *b = load_f32(c, tb), *ref = load_f32(c, to);
     if (!a || !b || !ref) return;
     float *y = out_f32(c, n);
-    kd_concat_dim1(y, a, Xa, b, Xb, B, inner);
+    if (!op_ok(c, kd_concat_dim1(c->be, y, a, Xa, b, Xb, B, inner, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     exact_f32(c, "", y, ref, n);
 }
@@ -642,7 +646,7 @@ static void run_transpose_last2(tcase *c) {
     float *x = load_f32(c, tx), *ref = load_f32(c, to);
     if (!x || !ref) return;
     float *y = out_f32(c, n);
-    kd_transpose_last2(c->be, y, x, R, rows, cols);
+    if (!op_ok(c, kd_transpose_last2(c->be, y, x, R, rows, cols, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     exact_f32(c, "", y, ref, n);
 }
@@ -665,7 +669,7 @@ static void run_upsample_nearest2x(tcase *c) {
     float *x = load_f32(c, tx), *ref = load_f32(c, to);
     if (!x || !ref) return;
     float *y = out_f32(c, n);
-    kd_upsample_nearest2x(c->be, y, x, P, H, W);
+    if (!op_ok(c, kd_upsample_nearest2x(c->be, y, x, P, H, W, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     exact_f32(c, "", y, ref, n);
 }
@@ -682,7 +686,7 @@ static void run_resize_nearest(tcase *c) {
     float *x = load_f32(c, tx), *ref = load_f32(c, to);
     if (!x || !ref) return;
     float *y = out_f32(c, n);
-    kd_resize_nearest(c->be, y, x, P, H, W, Ho, Wo);
+    if (!op_ok(c, kd_resize_nearest(c->be, y, x, P, H, W, Ho, Wo, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     exact_f32(c, "", y, ref, n);
 }
@@ -696,7 +700,7 @@ static void run_avg_pool2x2(tcase *c) {
     float *x = load_f32(c, tx), *ref = load_f32(c, to);
     if (!x || !ref) return;
     float *y = out_f32(c, n);
-    kd_avg_pool2x2(c->be, y, x, P, H, W);
+    if (!op_ok(c, kd_avg_pool2x2(c->be, y, x, P, H, W, &op_err))) return;
     guard_ok(c, y, (size_t)n * sizeof(float));
     /* (a+b+c+d)/4 in another summation order or as ·0.25 differs by an ulp or two of order-1
      * values; atol for sums that cancel to ~0. */
@@ -714,7 +718,7 @@ static void run_timestep_embedding(tcase *c) {
     float *t = load_f32(c, tt), *ref = load_f32(c, to);
     if (!t || !ref) return;
     float *y = out_f32(c, B * dim);
-    kd_timestep_embedding(y, t, B, dim, flip, shift, maxp);
+    if (!op_ok(c, kd_timestep_embedding(c->be, y, t, B, dim, flip, shift, maxp, &op_err))) return;
     guard_ok(c, y, (size_t)(B * dim) * sizeof(float));
     /* The argument t·freq is a float32 of magnitude up to max|t| (999: ulp 6.1e-5). torch's exp
      * (Sleef) and libm's expf each stay within 1 ulp of exact, so a faithful float32
@@ -886,11 +890,11 @@ int main(void) {
     for (size_t pi = 0; pi < sizeof passes / sizeof passes[0]; pi++) {
         kd_backend be;
         kd_err e = {0};
-        if (kd_backend_init(&be, passes[pi].threads, &e) != KD_OK) {
-            TEST_CHECK(0, "kd_backend_init(%d): %s", passes[pi].threads, e.msg);
+        if (kd_backend_cpu_init(&be, passes[pi].threads, &e) != KD_OK) {
+            TEST_CHECK(0, "kd_backend_cpu_init(%d): %s", passes[pi].threads, e.msg);
             continue;
         }
-        printf("== %d thread%s\n", be.n_threads, be.n_threads == 1 ? "" : "s");
+        printf("== %d thread%s\n", kd_backend_threads(&be), kd_backend_threads(&be) == 1 ? "" : "s");
         for (int i = 0; i < n_case_files; i++) run_case(&be, passes[pi].tag, case_files[i], pi == 0);
         kd_backend_free(&be);
     }

@@ -6,6 +6,7 @@
  * Everything must be equal bit for bit. Also the standard mt19937 check value and properties
  * (the seed's high 32 bits are ignored; reseeding drops the cached normal). */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/rng.h"

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "testutil.h"

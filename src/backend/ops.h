@@ -1,8 +1,10 @@
-/* CPU ops, f32 compute. Pointers are contiguous row-major in PyTorch dim order; output buffers
- * must not alias inputs unless an op says so. Shapes are given as explicit dims; each op's
- * comment gives them in PyTorch notation. Ops that need scratch memory return kd_status (only
- * KD_ERR_OOM can happen); the rest cannot fail. Weight tensors (kd_tensor) may be F32, F16 or BF16;
- * small per-channel vectors (bias, norm gamma/beta) are plain f32 arrays (NULL = absent). */
+/* The ops models and nn/ call, f32 compute. Each is a thin wrapper over the backend's table
+ * (backend.h), so a model reads `KD_TRY(kd_silu(be, y, x, n, e))` whatever backend runs it.
+ * Pointers are contiguous row-major backend memory in PyTorch dim order; output buffers must not
+ * alias inputs unless an op says so. Shapes are explicit dims; each op's comment gives them in
+ * PyTorch notation. Every op returns a kd_status (on the CPU only KD_ERR_OOM can happen, from
+ * scratch memory). Weight tensors (kd_tensor) may be F32, F16 or BF16; small per-channel vectors
+ * (bias, norm gamma/beta) are plain f32 arrays (NULL = absent). */
 #ifndef KD_BACKEND_OPS_H
 #define KD_BACKEND_OPS_H
 
@@ -11,23 +13,45 @@
 #include "backend/backend.h"
 #include "core/tensor.h"
 
+#if defined(__GNUC__)
+#define KD_NODISCARD __attribute__((warn_unused_result))
+#else
+#define KD_NODISCARD
+#endif
+#define KD_OP static inline KD_NODISCARD kd_status
+
+/* ---- memory ---- */
+
+static inline int kd_backend_threads(const kd_backend *be) { return be->ops->n_threads(be); }
+KD_OP kd_be_alloc(kd_backend *be, size_t bytes, void **out, kd_err *e) { return be->ops->alloc(be, bytes, out, e); }
+static inline void kd_be_free(kd_backend *be, void *p) {
+    if (p) be->ops->free(be, p);
+}
+KD_OP kd_upload(kd_backend *be, void *dst, const void *host_src, size_t bytes, kd_err *e) {
+    return be->ops->upload(be, dst, host_src, bytes, e);
+}
+KD_OP kd_download(kd_backend *be, void *host_dst, const void *src, size_t bytes, kd_err *e) {
+    return be->ops->download(be, host_dst, src, bytes, e);
+}
+/* dst ← src inside backend memory; the ranges may overlap (memmove). */
+KD_OP kd_copy(kd_backend *be, void *dst, const void *src, size_t bytes, kd_err *e) {
+    return be->ops->copy(be, dst, src, bytes, e);
+}
+KD_OP kd_sync(kd_backend *be, kd_err *e) { return be->ops->sync(be, e); }
+
 /* ---- matrix products ---- */
 
-/* C[M,N] = alpha · op(A) · op(B) + beta · C, row-major, op = transpose when trans_* != 0.
- * Threaded over the pool; BLAS underneath. */
-void kd_gemm(kd_backend *be, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-             const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
-
+/* C[M,N] = alpha · op(A) · op(B) + beta · C, row-major, op = transpose when trans_* != 0. */
+KD_OP kd_gemm(kd_backend *be, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, kd_err *e) {
+    return be->ops->gemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, e);
+}
 /* y[M,N] = x[M,K] · w[N,K]ᵀ + b[N]   (torch.nn.Linear; w F32/F16/BF16, b may be NULL) */
-kd_status kd_linear(kd_backend *be, float *y, const float *x, int64_t M, const kd_tensor *w, const float *b,
-                    kd_err *e);
+KD_OP kd_linear(kd_backend *be, float *y, const float *x, int64_t M, const kd_tensor *w, const float *b, kd_err *e) {
+    return be->ops->linear(be, y, x, M, w, b, e);
+}
 
 /* ---- convolution ---- */
-
-typedef struct kd_conv2d_params {
-    int stride;                                   /* same in both directions */
-    int pad_top, pad_bottom, pad_left, pad_right; /* zero padding */
-} kd_conv2d_params;
 
 /* stride 1, padding k/2 on every side ("same" for odd k) */
 kd_conv2d_params kd_conv2d_same(int k);
@@ -35,87 +59,122 @@ kd_conv2d_params kd_conv2d_same(int k);
 int64_t kd_conv2d_out_dim(int64_t in, int k, int stride, int pad_a, int pad_b);
 
 /* y[B,Cout,Ho,Wo] = conv2d(x[B,Cin,H,W], w[Cout,Cin,kh,kw]) + b[Cout]  (groups 1, dilation 1) */
-kd_status kd_conv2d(kd_backend *be, float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
-                    const kd_tensor *w, const float *b, const kd_conv2d_params *p, kd_err *e);
+KD_OP kd_conv2d(kd_backend *be, float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                const kd_tensor *w, const float *b, const kd_conv2d_params *p, kd_err *e) {
+    return be->ops->conv2d(be, y, x, B, Cin, H, W, w, b, p, e);
+}
 
 /* ---- normalisation ---- */
 
 /* y[B,C,HW] = GroupNorm(groups, eps)(x) · gamma[C] + beta[C]; biased variance. y may equal x. */
-void kd_group_norm(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
-                   float eps, const float *gamma, const float *beta);
+KD_OP kd_group_norm(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups, float eps,
+                    const float *gamma, const float *beta, kd_err *e) {
+    return be->ops->group_norm(be, y, x, B, C, HW, groups, eps, gamma, beta, 0, e);
+}
 /* Same, followed by SiLU (the ubiquitous norm → act pair of ResNet blocks). */
-void kd_group_norm_silu(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
-                        float eps, const float *gamma, const float *beta);
+KD_OP kd_group_norm_silu(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
+                         float eps, const float *gamma, const float *beta, kd_err *e) {
+    return be->ops->group_norm(be, y, x, B, C, HW, groups, eps, gamma, beta, 1, e);
+}
 /* y[R,D] = LayerNorm(D, eps)(x) · gamma + beta. y may equal x. */
-void kd_layer_norm(kd_backend *be, float *y, const float *x, int64_t rows, int64_t dim, float eps,
-                   const float *gamma, const float *beta);
+KD_OP kd_layer_norm(kd_backend *be, float *y, const float *x, int64_t rows, int64_t dim, float eps, const float *gamma,
+                    const float *beta, kd_err *e) {
+    return be->ops->layer_norm(be, y, x, rows, dim, eps, gamma, beta, e);
+}
 /* x[R,N] = softmax(x, dim=-1), in place; rows that are all -inf give zeros. */
-void kd_softmax(kd_backend *be, float *x, int64_t rows, int64_t n);
+KD_OP kd_softmax(kd_backend *be, float *x, int64_t rows, int64_t n, kd_err *e) {
+    return be->ops->softmax(be, x, rows, n, e);
+}
 
-/* ---- attention ----
- * out[B, Lq, H·d] = softmax(q·kᵀ·scale + mask) · v per head h, with
- *   q[B, Lq, ·]  (head h at columns h·d .. h·d+d-1, row stride q_stride),
- *   keys/values  = concat_tokens(k_pre[B, Lpre, ·], k[B, Lkv, ·])  (the pre tokens come first, as in
- *                  diffusers' added-KV attention; pre_len 0 = none),
- *   mask         = additive, element (b, i, j) at mask[b·mask_bstride + i·mask_qstride + j] over the
- *                  Lpre + Lkv keys (strides 0 broadcast; NULL = none),
- *   causal       = key j > query i is excluded (index over the concatenated keys).
- * out row stride is H·d. scale is usually 1/sqrt(d). */
-typedef struct kd_attn_params {
-    int64_t batch, heads, head_dim, q_len, kv_len, pre_len;
-    const float *q;
-    int64_t q_stride;
-    const float *k, *v;
-    int64_t kv_stride;
-    const float *k_pre, *v_pre;
-    int64_t pre_stride;
-    const float *mask;
-    int64_t mask_bstride, mask_qstride;
-    int causal;
-    float scale;
-} kd_attn_params;
-
-kd_status kd_attention(kd_backend *be, float *out, const kd_attn_params *p, kd_err *e);
+/* ---- attention (kd_attn_params in backend.h) ---- */
+KD_OP kd_attention(kd_backend *be, float *out, const kd_attn_params *p, kd_err *e) {
+    return be->ops->attention(be, out, p, e);
+}
 
 /* ---- element-wise (y may equal x) ---- */
-void kd_silu(kd_backend *be, float *y, const float *x, int64_t n);
-void kd_gelu(kd_backend *be, float *y, const float *x, int64_t n);       /* exact, erf */
-void kd_quick_gelu(kd_backend *be, float *y, const float *x, int64_t n); /* x·σ(1.702x) */
-void kd_add(kd_backend *be, float *y, const float *a, const float *b, int64_t n);
-void kd_mul(kd_backend *be, float *y, const float *a, const float *b, int64_t n);
+KD_OP kd_silu(kd_backend *be, float *y, const float *x, int64_t n, kd_err *e) {
+    return be->ops->unary(be, KD_UNARY_SILU, y, x, n, e);
+}
+/* exact GELU (erf) */
+KD_OP kd_gelu(kd_backend *be, float *y, const float *x, int64_t n, kd_err *e) {
+    return be->ops->unary(be, KD_UNARY_GELU, y, x, n, e);
+}
+/* x·σ(1.702x) */
+KD_OP kd_quick_gelu(kd_backend *be, float *y, const float *x, int64_t n, kd_err *e) {
+    return be->ops->unary(be, KD_UNARY_QUICK_GELU, y, x, n, e);
+}
+KD_OP kd_add(kd_backend *be, float *y, const float *a, const float *b, int64_t n, kd_err *e) {
+    return be->ops->binary(be, KD_BINARY_ADD, y, a, b, n, e);
+}
+KD_OP kd_mul(kd_backend *be, float *y, const float *a, const float *b, int64_t n, kd_err *e) {
+    return be->ops->binary(be, KD_BINARY_MUL, y, a, b, n, e);
+}
 /* y = a·b + c element-wise, then SiLU if silu != 0 (y may equal any input) */
-void kd_mul_add(kd_backend *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu);
+KD_OP kd_mul_add(kd_backend *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu,
+                 kd_err *e) {
+    return be->ops->mul_add(be, y, a, b, c, n, silu, e);
+}
 /* x[B, C, HW] = x · (1 + scale) + shift with scale_shift[B, 2C] = [scale | shift] per sample
  * (ResnetBlock2D "scale_shift" time conditioning), then SiLU if silu != 0. In place. */
-void kd_film(kd_backend *be, float *x, const float *scale_shift, int64_t B, int64_t C, int64_t HW, int silu);
+KD_OP kd_film(kd_backend *be, float *x, const float *scale_shift, int64_t B, int64_t C, int64_t HW, int silu,
+              kd_err *e) {
+    return be->ops->film(be, x, scale_shift, B, C, HW, silu, e);
+}
 /* y[i] = x[i] · s + t */
-void kd_scale_shift(kd_backend *be, float *y, const float *x, float s, float t, int64_t n);
+KD_OP kd_scale_shift(kd_backend *be, float *y, const float *x, float s, float t, int64_t n, kd_err *e) {
+    return be->ops->scale_shift(be, y, x, s, t, n, e);
+}
 /* x[R, N] += b[N] (bias over the last dim) */
-void kd_add_row_vector(kd_backend *be, float *x, const float *b, int64_t rows, int64_t n);
+KD_OP kd_add_row_vector(kd_backend *be, float *x, const float *b, int64_t rows, int64_t n, kd_err *e) {
+    return be->ops->add_row_vector(be, x, b, rows, n, e);
+}
 /* x[B, C, HW] += b[B, C]  (per-channel value, e.g. a time embedding) */
-void kd_add_channel_vector(kd_backend *be, float *x, const float *b, int64_t B, int64_t C, int64_t HW);
+KD_OP kd_add_channel_vector(kd_backend *be, float *x, const float *b, int64_t B, int64_t C, int64_t HW, kd_err *e) {
+    return be->ops->add_channel_vector(be, x, b, B, C, HW, e);
+}
 
 /* ---- layout ---- */
 /* y[B, Xa+Xb, inner] = cat(a[B, Xa, inner], b[B, Xb, inner], dim=1): channels of NCHW (inner = HW)
  * or tokens of [B, T, C] (inner = C). */
-void kd_concat_dim1(float *y, const float *a, int64_t Xa, const float *b, int64_t Xb, int64_t B, int64_t inner);
+KD_OP kd_concat_dim1(kd_backend *be, float *y, const float *a, int64_t Xa, const float *b, int64_t Xb, int64_t B,
+                     int64_t inner, kd_err *e) {
+    return be->ops->concat_dim1(be, y, a, Xa, b, Xb, B, inner, e);
+}
 /* y[R, C, HW] ← x[R, HW, C] and back (NCHW ↔ token layout). */
-void kd_transpose_last2(kd_backend *be, float *y, const float *x, int64_t R, int64_t rows, int64_t cols);
+KD_OP kd_transpose_last2(kd_backend *be, float *y, const float *x, int64_t R, int64_t rows, int64_t cols, kd_err *e) {
+    return be->ops->transpose_last2(be, y, x, R, rows, cols, e);
+}
+/* y[n, D] = table[ids[i], :] as f32 (nn.Embedding; table [V, D] F32/F16/BF16). ids are host memory
+ * and must be in [0, V) (the caller checks). */
+KD_OP kd_embedding(kd_backend *be, float *y, const kd_tensor *table, const int32_t *host_ids, int64_t n, kd_err *e) {
+    return be->ops->embedding(be, y, table, host_ids, n, e);
+}
 
 /* ---- resampling (planes = B·C) ---- */
 /* y[P, 2H, 2W] = nearest ×2 upsample of x[P, H, W] */
-void kd_upsample_nearest2x(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W);
+KD_OP kd_upsample_nearest2x(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W,
+                            kd_err *e) {
+    return be->ops->upsample_nearest2x(be, y, x, planes, H, W, e);
+}
 /* y[P, Ho, Wo] = F.interpolate(x[P, H, W], size=(Ho, Wo), mode="nearest") */
-void kd_resize_nearest(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t Ho,
-                       int64_t Wo);
+KD_OP kd_resize_nearest(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t Ho,
+                        int64_t Wo, kd_err *e) {
+    return be->ops->resize_nearest(be, y, x, planes, H, W, Ho, Wo, e);
+}
 /* y[P, H/2, W/2] = F.avg_pool2d(x, 2, 2) (floor for odd sizes) */
-void kd_avg_pool2x2(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W);
+KD_OP kd_avg_pool2x2(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W, kd_err *e) {
+    return be->ops->avg_pool2x2(be, y, x, planes, H, W, e);
+}
 
 /* ---- embeddings ---- */
 /* y[B, dim] = diffusers get_timestep_embedding(t[B], dim, flip_sin_to_cos, downscale_freq_shift,
  * scale=1, max_period): exponent_i = -ln(max_period)·i/(half - shift), a = t·exp(exponent),
- * [sin(a), cos(a)] or [cos(a), sin(a)] when flip_sin_to_cos; odd dim gets a zero last column. */
-void kd_timestep_embedding(float *y, const float *t, int64_t B, int dim, int flip_sin_to_cos,
-                           float downscale_freq_shift, float max_period);
+ * [sin(a), cos(a)] or [cos(a), sin(a)] when flip_sin_to_cos; odd dim gets a zero last column.
+ * t is host memory (B values). */
+KD_OP kd_timestep_embedding(kd_backend *be, float *y, const float *host_t, int64_t B, int dim, int flip_sin_to_cos,
+                            float downscale_freq_shift, float max_period, kd_err *e) {
+    return be->ops->timestep_embedding(be, y, host_t, B, dim, flip_sin_to_cos, downscale_freq_shift, max_period, e);
+}
 
+#undef KD_OP
 #endif

@@ -17,12 +17,23 @@ static atomic_size_t total_block_allocs;
 
 size_t kd_arena_block_allocs(void) { return atomic_load(&total_block_allocs); }
 
-static kd_arena_block *block_new(size_t cap) {
+static void *mem_alloc(const kd_arena_mem *m, size_t bytes) {
+    if (m->alloc) return m->alloc(m->user, bytes);
+    void *p = NULL;
+    return posix_memalign(&p, KD_ARENA_ALIGN, bytes) == 0 ? p : NULL;
+}
+
+static void mem_free(const kd_arena_mem *m, void *p) {
+    if (m->alloc) m->free(m->user, p);
+    else free(p);
+}
+
+static kd_arena_block *block_new(const kd_arena_mem *m, size_t cap) {
     atomic_fetch_add(&total_block_allocs, 1);
     kd_arena_block *b = malloc(sizeof *b);
     if (!b) return NULL;
-    b->raw = NULL;
-    if (posix_memalign(&b->raw, KD_ARENA_ALIGN, cap ? cap : KD_ARENA_ALIGN) != 0) {
+    b->raw = mem_alloc(m, cap ? cap : KD_ARENA_ALIGN);
+    if (!b->raw) {
         free(b);
         return NULL;
     }
@@ -33,29 +44,32 @@ static kd_arena_block *block_new(size_t cap) {
     return b;
 }
 
-static void blocks_free(kd_arena_block *b) {
+static void blocks_free(const kd_arena_mem *m, kd_arena_block *b) {
     while (b) {
         kd_arena_block *p = b->prev;
-        free(b->raw);
+        mem_free(m, b->raw);
         free(b);
         b = p;
     }
 }
 
-void kd_arena_init(kd_arena *a, size_t initial_bytes) {
+void kd_arena_init(kd_arena *a, size_t initial_bytes) { kd_arena_init_mem(a, initial_bytes, NULL); }
+
+void kd_arena_init_mem(kd_arena *a, size_t initial_bytes, const kd_arena_mem *mem) {
+    a->mem = mem ? *mem : (kd_arena_mem){0};
     a->head = NULL;
     a->used_total = 0;
     a->high_water = 0;
     a->limit = 0;
     a->n_mallocs = 0;
     if (initial_bytes) {
-        a->head = block_new(initial_bytes);
+        a->head = block_new(&a->mem, initial_bytes);
         if (a->head) a->n_mallocs++;
     }
 }
 
 void kd_arena_free(kd_arena *a) {
-    blocks_free(a->head);
+    blocks_free(&a->mem, a->head);
     a->head = NULL;
     a->used_total = a->high_water = 0;
 }
@@ -76,7 +90,7 @@ void *kd_arena_alloc(kd_arena *a, size_t bytes, kd_err *e) {
         size_t cap = need;
         if (b && cap < b->cap * 2) cap = b->cap * 2; /* geometric growth during the first pass */
         if (cap < ((size_t)1 << 20)) cap = (size_t)1 << 20;
-        kd_arena_block *nb = block_new(cap);
+        kd_arena_block *nb = block_new(&a->mem, cap);
         if (!nb) {
             kd_errf(e, KD_ERR_OOM, "arena: out of memory allocating a %zu-byte block", cap);
             return NULL;
@@ -109,7 +123,7 @@ void kd_arena_release(kd_arena *a, kd_arena_mark m) {
     /* Drop blocks created after the mark; they will be folded in at the next reset via high_water. */
     while (a->head && a->head != m.block) {
         kd_arena_block *p = a->head->prev;
-        free(a->head->raw);
+        mem_free(&a->mem, a->head->raw);
         free(a->head);
         a->head = p;
     }
@@ -126,7 +140,8 @@ void *kd_arena_compact(kd_arena *a, kd_arena_mark m, void *src, size_t bytes) {
     unsigned char *dst = b->base + m.offset;
     if ((unsigned char *)src < dst || (unsigned char *)src + bytes > b->base + b->off) return src;
     size_t need = (bytes + KD_ARENA_ALIGN - 1) & ~(size_t)(KD_ARENA_ALIGN - 1);
-    memmove(dst, src, bytes);
+    if (a->mem.alloc) a->mem.move(a->mem.user, dst, src, bytes);
+    else memmove(dst, src, bytes);
     b->off = m.offset + need;
     a->used_total = m.used_total + need;
     return dst;
@@ -136,8 +151,8 @@ void kd_arena_reset(kd_arena *a) {
     int fragmented = a->head ? (a->head->prev != NULL || a->head->cap < a->high_water) : a->high_water > 0;
     if (fragmented) {
         /* More than one block was needed: replace them all by one block of the high-water size. */
-        blocks_free(a->head);
-        a->head = block_new(a->high_water);
+        blocks_free(&a->mem, a->head);
+        a->head = block_new(&a->mem, a->high_water);
         if (a->head) a->n_mallocs++;
     }
     if (a->head) a->head->off = 0;

@@ -13,7 +13,18 @@
 
 typedef struct kd_arena_block kd_arena_block;
 
+/* Where an arena's blocks live. alloc == NULL: host memory (posix_memalign). A backend hands out
+ * its own (kd_backend_arena_init) so that activations live in the memory its ops run on; the
+ * bookkeeping (block headers, marks) always stays on the host. */
+typedef struct kd_arena_mem {
+    void *(*alloc)(void *user, size_t bytes);                           /* KD_ARENA_ALIGN-aligned, NULL = out of memory */
+    void (*free)(void *user, void *p);
+    void (*move)(void *user, void *dst, const void *src, size_t bytes); /* memmove inside that memory */
+    void *user;
+} kd_arena_mem;
+
 typedef struct kd_arena {
+    kd_arena_mem mem;
     kd_arena_block *head;   /* current block (blocks chain backwards) */
     size_t used_total;      /* bytes handed out since the last reset, all blocks */
     size_t high_water;      /* max used_total seen */
@@ -21,7 +32,8 @@ typedef struct kd_arena {
     size_t n_mallocs;       /* blocks allocated so far (for tests of the no-malloc rule) */
 } kd_arena;
 
-void kd_arena_init(kd_arena *a, size_t initial_bytes);
+void kd_arena_init(kd_arena *a, size_t initial_bytes); /* host memory */
+void kd_arena_init_mem(kd_arena *a, size_t initial_bytes, const kd_arena_mem *mem);
 void kd_arena_free(kd_arena *a);
 
 /* 64-byte aligned, uninitialised. Returns NULL (and sets e) on failure or limit. */

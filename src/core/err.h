@@ -3,7 +3,7 @@
 #ifndef KD_CORE_ERR_H
 #define KD_CORE_ERR_H
 
-#include "kandinsky.h"
+#include "kd_status.h"
 
 #define KD_ERR_MSG_MAX 1024
 

@@ -16,7 +16,7 @@
 
 #include <curl/curl.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/config.h"
 
 #ifndef KD_VERSION_STRING

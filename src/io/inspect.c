@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/config.h"
 #include "io/weights.h"
 

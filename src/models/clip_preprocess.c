@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/config.h"
 
 /* Largest resized image we agree to make (the reference has no limit; a 1 × 8192 image with

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "models/clip_config.h"
 
 struct kd_clip_text {
@@ -109,7 +109,7 @@ static kd_status forward_impl(kd_clip_text *m, kd_backend *be, const int32_t *id
     }
     kd_tf_mask causal = {.causal = 1};
     for (int64_t i = 0; i < m->c.layers; i++) KD_TRY(kd_tf_layer_forward(be, a, &m->layers[i], x, B, L, &causal, e));
-    kd_layer_norm(be, x, x, B * L, W, m->final_ln.eps, m->final_ln.weight, m->final_ln.bias);
+    KD_TRY(kd_layer_norm(be, x, x, B * L, W, m->final_ln.eps, m->final_ln.weight, m->final_ln.bias, e));
     if (last_hidden) memcpy(last_hidden, x, (size_t)(B * L * W) * sizeof(float));
     for (int64_t b = 0; b < B; b++)
         memcpy(pooled + b * W, x + (b * L + eos_position(m, ids + b * L, L)) * W, (size_t)W * sizeof(float));

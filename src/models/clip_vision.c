@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "models/clip_config.h"
 
 struct kd_clip_vision {
@@ -96,13 +96,13 @@ static kd_status forward_impl(kd_clip_vision *m, kd_backend *be, const float *pi
     for (int64_t b = 0; b < B; b++) {
         float *xb = x + b * T * W;
         memcpy(xb, m->class_embedding, (size_t)W * sizeof(float));
-        kd_transpose_last2(be, xb + W, p + b * W * G * G, 1, W, G * G); /* [W, G·G] → [G·G, W] */
-        kd_add(be, xb, xb, m->position_embedding, T * W);
+        KD_TRY(kd_transpose_last2(be, xb + W, p + b * W * G * G, 1, W, G * G, e)); /* [W, G·G] → [G·G, W] */
+        KD_TRY(kd_add(be, xb, xb, m->position_embedding, T * W, e));
     }
-    kd_layer_norm(be, x, x, B * T, W, m->pre_ln.eps, m->pre_ln.weight, m->pre_ln.bias);
+    KD_TRY(kd_layer_norm(be, x, x, B * T, W, m->pre_ln.eps, m->pre_ln.weight, m->pre_ln.bias, e));
     for (int64_t i = 0; i < c->layers; i++) KD_TRY(kd_tf_layer_forward(be, a, &m->layers[i], x, B, T, NULL, e));
     for (int64_t b = 0; b < B; b++)
-        kd_layer_norm(be, pooled + b * W, x + b * T * W, 1, W, m->post_ln.eps, m->post_ln.weight, m->post_ln.bias);
+        KD_TRY(kd_layer_norm(be, pooled + b * W, x + b * T * W, 1, W, m->post_ln.eps, m->post_ln.weight, m->post_ln.bias, e));
     return kd_linear_layer_forward(be, &m->projection, embeds, pooled, B, e);
 }
 

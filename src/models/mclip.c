@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/config.h"
 #include "nn/transformer.h"
 
@@ -137,7 +137,7 @@ static kd_status forward_impl(kd_mclip *m, kd_backend *be, const int32_t *ids, c
         }
     }
     /* torch adds (word + token_type) + position: keep that order */
-    kd_layer_norm(be, x, x, B * L, H, m->emb_ln.eps, m->emb_ln.weight, m->emb_ln.bias);
+    KD_TRY(kd_layer_norm(be, x, x, B * L, H, m->emb_ln.eps, m->emb_ln.weight, m->emb_ln.bias, e));
     kd_tf_mask km = {.add = keymask, .bstride = L, .qstride = 0};
     for (int64_t i = 0; i < m->layers; i++) KD_TRY(kd_tf_layer_forward(be, a, &m->blocks[i], x, B, L, &km, e));
     if (last_hidden) memcpy(last_hidden, x, (size_t)(B * L * H) * sizeof(float));

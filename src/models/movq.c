@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/config.h"
 #include "nn/layers.h"
 
@@ -102,9 +102,9 @@ static kd_status norm_forward(kd_backend *be, kd_arena *a, const movq_norm *n, f
     int64_t HW = x.H * x.W, N = x.B * x.C * HW;
     if (!n->spatial) {
         if (silu)
-            kd_group_norm_silu(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias);
+            KD_TRY(kd_group_norm_silu(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias, e));
         else
-            kd_group_norm(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias);
+            KD_TRY(kd_group_norm(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias, e));
         return KD_OK;
     }
     kd_arena_mark m = kd_arena_get_mark(a);
@@ -112,7 +112,7 @@ static kd_status norm_forward(kd_backend *be, kd_arena *a, const movq_norm *n, f
     if (c->zh != x.H || c->zw != x.W) {
         float *zr = alloc_map(a, x.B, c->Cz, x.H, x.W, e);
         if (!zr) return KD_ERR_OOM;
-        kd_resize_nearest(be, zr, c->zq, x.B * c->Cz, c->zh, c->zw, x.H, x.W);
+        KD_TRY(kd_resize_nearest(be, zr, c->zq, x.B * c->Cz, c->zh, c->zw, x.H, x.W, e));
         z = zr;
     }
     float *gy = alloc_map(a, x.B, x.C, x.H, x.W, e);
@@ -120,8 +120,8 @@ static kd_status norm_forward(kd_backend *be, kd_arena *a, const movq_norm *n, f
     if (!gb) return KD_ERR_OOM;
     KD_TRY(kd_conv2d_layer_forward(be, &n->conv_y, gy, z, x.B, x.H, x.W, e));
     KD_TRY(kd_conv2d_layer_forward(be, &n->conv_b, gb, z, x.B, x.H, x.W, e));
-    kd_group_norm(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias);
-    kd_mul_add(be, y, y, gy, gb, N, silu);
+    KD_TRY(kd_group_norm(be, y, x.d, x.B, x.C, HW, n->gn.groups, n->gn.eps, n->gn.weight, n->gn.bias, e));
+    KD_TRY(kd_mul_add(be, y, y, gy, gb, N, silu, e));
     kd_arena_release(a, m);
     return KD_OK;
 }
@@ -145,7 +145,7 @@ static kd_status resnet_forward(kd_backend *be, kd_arena *a, const movq_resnet *
         KD_TRY(kd_conv2d_layer_forward(be, &r->conv_shortcut, t, x.d, x.B, x.H, x.W, e));
         sc = t;
     }
-    kd_add(be, o, o, sc, x.B * r->cout * x.H * x.W);
+    KD_TRY(kd_add(be, o, o, sc, x.B * r->cout * x.H * x.W, e));
     kd_arena_release(a, m);
     *out = (fmap){o, x.B, r->cout, x.H, x.W};
     return KD_OK;
@@ -165,7 +165,7 @@ static kd_status attn_forward(kd_backend *be, kd_arena *a, const movq_attn *at, 
     float *v = k ? kd_arena_floats(a, (size_t)N, e) : NULL;
     if (!v) return KD_ERR_OOM;
     KD_TRY(norm_forward(be, a, &at->norm, nrm, x, c, 0, e));
-    kd_transpose_last2(be, tok, nrm, x.B, C, HW); /* [B, C, HW] → [B, HW, C] */
+    KD_TRY(kd_transpose_last2(be, tok, nrm, x.B, C, HW, e)); /* [B, C, HW] → [B, HW, C] */
     KD_TRY(kd_linear_layer_forward(be, &at->to_q, q, tok, T, e));
     KD_TRY(kd_linear_layer_forward(be, &at->to_k, k, tok, T, e));
     KD_TRY(kd_linear_layer_forward(be, &at->to_v, v, tok, T, e));
@@ -173,8 +173,8 @@ static kd_status attn_forward(kd_backend *be, kd_arena *a, const movq_attn *at, 
                         .k = k, .v = v, .kv_stride = C, .scale = 1.0f / sqrtf((float)C)};
     KD_TRY(kd_attention(be, tok, &p, e));
     KD_TRY(kd_linear_layer_forward(be, &at->to_out, q, tok, T, e));
-    kd_transpose_last2(be, o, q, x.B, HW, C); /* back to [B, C, HW] */
-    kd_add(be, o, o, x.d, N);
+    KD_TRY(kd_transpose_last2(be, o, q, x.B, HW, C, e)); /* back to [B, C, HW] */
+    KD_TRY(kd_add(be, o, o, x.d, N, e));
     kd_arena_release(a, m);
     *out = (fmap){o, x.B, C, x.H, x.W};
     return KD_OK;
@@ -257,7 +257,7 @@ static kd_status decode_impl(kd_backend *be, kd_movq *m, fmap z, float *image, k
         if (b->has_sampler) {
             float *u = alloc_map(a, x.B, x.C, 2 * x.H, 2 * x.W, e);
             if (!u) return KD_ERR_OOM;
-            kd_upsample_nearest2x(be, u, x.d, x.B * x.C, x.H, x.W);
+            KD_TRY(kd_upsample_nearest2x(be, u, x.d, x.B * x.C, x.H, x.W, e));
             x = (fmap){u, x.B, x.C, 2 * x.H, 2 * x.W};
             keep_only(a, base, &x);
             KD_TRY(conv_map(be, a, &b->sampler, x, &x, e));

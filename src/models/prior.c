@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/config.h"
 #include "nn/transformer.h"
 
@@ -157,16 +157,16 @@ static kd_status forward_impl(kd_prior *p, kd_backend *be, const float *x_t, con
         KD_TRY(kd_linear_layer_forward(be, &p->proj_in, tb + (Nt + 2) * D, x_t + b * p->E, 1, e));
         memcpy(tb + (Nt + 3) * D, p->prd_embedding, (size_t)D * sizeof(float));
     }
-    kd_timestep_embedding(sin_emb, timesteps, B, (int)D, 1, 0.0f, 10000.0f);
+    KD_TRY(kd_timestep_embedding(be, sin_emb, timesteps, B, (int)D, 1, 0.0f, 10000.0f, e));
     KD_TRY(kd_linear_layer_forward(be, &p->time_linear_1, h, sin_emb, B, e));
-    kd_silu(be, h, h, B * D);
+    KD_TRY(kd_silu(be, h, h, B * D, e));
     for (int64_t b = 0; b < B; b++)
         KD_TRY(kd_linear_layer_forward(be, &p->time_linear_2, tok + (b * S + Nt + 1) * D, h + b * D, 1, e));
     const float *pos_extra = p->positional_embedding + p->n_text * D;
     for (int64_t b = 0; b < B; b++) {
         float *tb = tok + b * S * D;
-        kd_add(be, tb, tb, p->positional_embedding, Nt * D);
-        kd_add(be, tb + Nt * D, tb + Nt * D, pos_extra, p->n_extra * D);
+        KD_TRY(kd_add(be, tb, tb, p->positional_embedding, Nt * D, e));
+        KD_TRY(kd_add(be, tb + Nt * D, tb + Nt * D, pos_extra, p->n_extra * D, e));
     }
 
     kd_tf_mask m = {0};
@@ -176,8 +176,8 @@ static kd_status forward_impl(kd_prior *p, kd_backend *be, const float *x_t, con
     }
     for (int64_t i = 0; i < p->layers; i++) KD_TRY(kd_tf_layer_forward(be, a, &p->blocks[i], tok, B, S, &m, e));
     for (int64_t b = 0; b < B; b++)
-        kd_layer_norm(be, last + b * D, tok + (b * S + S - 1) * D, 1, D, p->norm_out.eps, p->norm_out.weight,
-                      p->norm_out.bias);
+        KD_TRY(kd_layer_norm(be, last + b * D, tok + (b * S + S - 1) * D, 1, D, p->norm_out.eps, p->norm_out.weight,
+                      p->norm_out.bias, e));
     return kd_linear_layer_forward(be, &p->proj_out, out, last, B, e);
 }
 

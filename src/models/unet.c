@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/config.h"
 #include "nn/layers.h"
 
@@ -105,31 +105,31 @@ static kd_status resnet_forward(const step_ctx *s, const kd_unet *u, const unet_
     float *h = t ? alloc_f(s->a, B * r->cout * Ho * Wo, e) : NULL;
     float *ss = h ? alloc_f(s->a, B * 2 * r->cout, e) : NULL;
     if (!ss) return KD_ERR_OOM;
-    kd_group_norm_silu(be, t, x.d, B, r->cin, H * W, r->norm1.groups, r->norm1.eps, r->norm1.weight, r->norm1.bias);
+    KD_TRY(kd_group_norm_silu(be, t, x.d, B, r->cin, H * W, r->norm1.groups, r->norm1.eps, r->norm1.weight, r->norm1.bias, e));
     const float *xs = x.d; /* the input as the shortcut sees it (resampled like h) */
     if (r->up || r->down) {
         float *t2 = alloc_f(s->a, B * r->cin * Ho * Wo, e), *x2 = t2 ? alloc_f(s->a, B * r->cin * Ho * Wo, e) : NULL;
         if (!x2) return KD_ERR_OOM;
         if (r->up) {
-            kd_upsample_nearest2x(be, t2, t, B * r->cin, H, W);
-            kd_upsample_nearest2x(be, x2, x.d, B * r->cin, H, W);
+            KD_TRY(kd_upsample_nearest2x(be, t2, t, B * r->cin, H, W, e));
+            KD_TRY(kd_upsample_nearest2x(be, x2, x.d, B * r->cin, H, W, e));
         } else {
-            kd_avg_pool2x2(be, t2, t, B * r->cin, H, W);
-            kd_avg_pool2x2(be, x2, x.d, B * r->cin, H, W);
+            KD_TRY(kd_avg_pool2x2(be, t2, t, B * r->cin, H, W, e));
+            KD_TRY(kd_avg_pool2x2(be, x2, x.d, B * r->cin, H, W, e));
         }
         t = t2;
         xs = x2;
     }
     KD_TRY(kd_conv2d_layer_forward(be, &r->conv1, h, t, B, Ho, Wo, e));
     KD_TRY(kd_linear_layer_forward(be, &r->time_emb_proj, ss, s->semb, B, e));
-    kd_group_norm(be, h, h, B, r->cout, Ho * Wo, r->norm2.groups, r->norm2.eps, r->norm2.weight, r->norm2.bias);
-    kd_film(be, h, ss, B, r->cout, Ho * Wo, 1);
+    KD_TRY(kd_group_norm(be, h, h, B, r->cout, Ho * Wo, r->norm2.groups, r->norm2.eps, r->norm2.weight, r->norm2.bias, e));
+    KD_TRY(kd_film(be, h, ss, B, r->cout, Ho * Wo, 1, e));
     KD_TRY(kd_conv2d_layer_forward(be, &r->conv2, o, h, B, Ho, Wo, e));
     if (r->has_shortcut) {
         KD_TRY(kd_conv2d_layer_forward(be, &r->conv_shortcut, h, xs, B, Ho, Wo, e));
         xs = h;
     }
-    kd_add(be, o, o, xs, B * r->cout * Ho * Wo);
+    KD_TRY(kd_add(be, o, o, xs, B * r->cout * Ho * Wo, e));
     kd_arena_release(s->a, m);
     *out = (fmap){o, B, r->cout, Ho, Wo};
     return KD_OK;
@@ -148,9 +148,9 @@ static kd_status attn_forward(const step_ctx *s, const unet_attn *at, fmap x, fm
     float *v = k ? alloc_f(s->a, N, e) : NULL;
     float *kp = v ? alloc_f(s->a, B * L * C, e) : NULL, *vp = kp ? alloc_f(s->a, B * L * C, e) : NULL;
     if (!vp) return KD_ERR_OOM;
-    kd_group_norm(be, nrm, x.d, B, C, HW, at->group_norm.groups, at->group_norm.eps, at->group_norm.weight,
-                  at->group_norm.bias);
-    kd_transpose_last2(be, tok, nrm, B, C, HW); /* [B, C, HW] → [B, HW, C] */
+    KD_TRY(kd_group_norm(be, nrm, x.d, B, C, HW, at->group_norm.groups, at->group_norm.eps, at->group_norm.weight,
+                  at->group_norm.bias, e));
+    KD_TRY(kd_transpose_last2(be, tok, nrm, B, C, HW, e)); /* [B, C, HW] → [B, HW, C] */
     KD_TRY(kd_linear_layer_forward(be, &at->to_q, q, tok, T, e));
     KD_TRY(kd_linear_layer_forward(be, &at->to_k, k, tok, T, e));
     KD_TRY(kd_linear_layer_forward(be, &at->to_v, v, tok, T, e));
@@ -161,8 +161,8 @@ static kd_status attn_forward(const step_ctx *s, const unet_attn *at, fmap x, fm
                         .v_pre = vp, .pre_stride = C, .scale = 1.0f / sqrtf((float)at->head_dim)};
     KD_TRY(kd_attention(be, tok, &p, e));
     KD_TRY(kd_linear_layer_forward(be, &at->to_out, q, tok, T, e));
-    kd_transpose_last2(be, o, q, B, HW, C);
-    kd_add(be, o, o, x.d, N);
+    KD_TRY(kd_transpose_last2(be, o, q, B, HW, C, e));
+    KD_TRY(kd_add(be, o, o, x.d, N, e));
     kd_arena_release(s->a, m);
     *out = (fmap){o, B, C, x.H, x.W};
     return KD_OK;
@@ -176,21 +176,21 @@ static kd_status embeddings(const kd_unet *u, kd_backend *be, kd_arena *a, int64
     float *sin_emb = alloc_f(a, B * C0, e), *h = sin_emb ? alloc_f(a, B * T, e) : NULL;
     float *emb = h ? alloc_f(a, B * T, e) : NULL, *aug = emb ? alloc_f(a, B * T, e) : NULL;
     if (!aug) return KD_ERR_OOM;
-    kd_timestep_embedding(sin_emb, c->timesteps, B, (int)C0, u->flip_sin_to_cos, u->freq_shift, 10000.0f);
+    KD_TRY(kd_timestep_embedding(be, sin_emb, c->timesteps, B, (int)C0, u->flip_sin_to_cos, u->freq_shift, 10000.0f, e));
     KD_TRY(kd_linear_layer_forward(be, &u->time_linear_1, h, sin_emb, B, e));
-    kd_silu(be, h, h, B * T);
+    KD_TRY(kd_silu(be, h, h, B * T, e));
     KD_TRY(kd_linear_layer_forward(be, &u->time_linear_2, emb, h, B, e));
     if (u->add == ADD_TEXT_IMAGE) {
         KD_TRY(kd_linear_layer_forward(be, &u->add_text_proj, aug, c->text_embeds, B, e));
-        kd_layer_norm(be, aug, aug, B, T, u->add_text_norm.eps, u->add_text_norm.weight, u->add_text_norm.bias);
-        kd_add(be, emb, emb, aug, B * T);
+        KD_TRY(kd_layer_norm(be, aug, aug, B, T, u->add_text_norm.eps, u->add_text_norm.weight, u->add_text_norm.bias, e));
+        KD_TRY(kd_add(be, emb, emb, aug, B * T, e));
         KD_TRY(kd_linear_layer_forward(be, &u->add_image_proj, aug, c->image_embeds, B, e));
     } else {
         KD_TRY(kd_linear_layer_forward(be, &u->add_image_proj, aug, c->image_embeds, B, e));
-        kd_layer_norm(be, aug, aug, B, T, u->add_image_norm.eps, u->add_image_norm.weight, u->add_image_norm.bias);
+        KD_TRY(kd_layer_norm(be, aug, aug, B, T, u->add_image_norm.eps, u->add_image_norm.weight, u->add_image_norm.bias, e));
     }
-    kd_add(be, emb, emb, aug, B * T);
-    kd_silu(be, emb, emb, B * T);
+    KD_TRY(kd_add(be, emb, emb, aug, B * T, e));
+    KD_TRY(kd_silu(be, emb, emb, B * T, e));
     *semb_out = emb;
     return KD_OK;
 }
@@ -204,12 +204,12 @@ static kd_status context(const kd_unet *u, kd_backend *be, kd_arena *a, int64_t 
     if (!ctx) return KD_ERR_OOM;
     KD_TRY(kd_linear_layer_forward(be, &u->hid_image_embeds, img, c->image_embeds, B, e)); /* [B, Ni·D] */
     if (u->hid == HID_IMAGE_PROJ) {
-        kd_layer_norm(be, ctx, img, B * Ni, D, u->hid_norm.eps, u->hid_norm.weight, u->hid_norm.bias);
+        KD_TRY(kd_layer_norm(be, ctx, img, B * Ni, D, u->hid_norm.eps, u->hid_norm.weight, u->hid_norm.bias, e));
     } else {
         float *txt = alloc_f(a, B * Lt * D, e);
         if (!txt) return KD_ERR_OOM;
         KD_TRY(kd_linear_layer_forward(be, &u->hid_text_proj, txt, c->encoder_hidden_states, B * Lt, e));
-        kd_concat_dim1(ctx, img, Ni, txt, Lt, B, D); /* image tokens first, then text */
+        KD_TRY(kd_concat_dim1(be, ctx, img, Ni, txt, Lt, B, D, e)); /* image tokens first, then text */
     }
     *ctx_out = ctx;
     *len_out = L;
@@ -227,7 +227,7 @@ static kd_status hint_features(const kd_unet *u, kd_backend *be, kd_arena *a, co
         float *y = alloc_f(a, B * l->cout * Ho * Wo, e);
         if (!y) return KD_ERR_OOM;
         KD_TRY(kd_conv2d_layer_forward(be, l, y, x.d, B, x.H, x.W, e));
-        if (i < HINT_CONVS - 1) kd_silu(be, y, y, B * l->cout * Ho * Wo);
+        if (i < HINT_CONVS - 1) KD_TRY(kd_silu(be, y, y, B * l->cout * Ho * Wo, e));
         x = (fmap){y, B, l->cout, Ho, Wo};
     }
     *out = x;
@@ -267,7 +267,7 @@ static kd_status body(const step_ctx *s, const kd_unet *u, fmap x, float *out) {
             fmap sk = skips[--ns];
             float *cat = alloc_f(s->a, x.B * (x.C + sk.C) * x.H * x.W, e);
             if (!cat) return KD_ERR_OOM;
-            kd_concat_dim1(cat, x.d, x.C, sk.d, sk.C, x.B, x.H * x.W);
+            KD_TRY(kd_concat_dim1(be, cat, x.d, x.C, sk.d, sk.C, x.B, x.H * x.W, e));
             x = (fmap){cat, x.B, x.C + sk.C, x.H, x.W};
             KD_TRY(resnet_forward(s, u, &b->resnets[l], x, &x));
             if (b->attn) KD_TRY(attn_forward(s, &b->attn[l], x, &x));
@@ -276,8 +276,8 @@ static kd_status body(const step_ctx *s, const kd_unet *u, fmap x, float *out) {
     }
     float *t = alloc_f(s->a, x.B * x.C * x.H * x.W, e);
     if (!t) return KD_ERR_OOM;
-    kd_group_norm_silu(be, t, x.d, x.B, x.C, x.H * x.W, u->conv_norm_out.groups, u->conv_norm_out.eps,
-                       u->conv_norm_out.weight, u->conv_norm_out.bias);
+    KD_TRY(kd_group_norm_silu(be, t, x.d, x.B, x.C, x.H * x.W, u->conv_norm_out.groups, u->conv_norm_out.eps,
+                       u->conv_norm_out.weight, u->conv_norm_out.bias, e));
     return kd_conv2d_layer_forward(be, &u->conv_out, out, t, x.B, x.H, x.W, e);
 }
 
@@ -299,7 +299,7 @@ static kd_status forward_impl(kd_unet *u, kd_backend *be, const float *sample, i
                            (long long)hf.W, (long long)h, (long long)w);
         float *cat = alloc_f(a, B * u->in_channels * h * w, e);
         if (!cat) return KD_ERR_OOM;
-        kd_concat_dim1(cat, sample, x.C, hf.d, hf.C, B, h * w);
+        KD_TRY(kd_concat_dim1(be, cat, sample, x.C, hf.d, hf.C, B, h * w, e));
         x = (fmap){cat, B, u->in_channels, h, w};
     }
     return body(&s, u, x, out);

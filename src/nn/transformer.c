@@ -52,7 +52,7 @@ kd_status kd_tf_layer_forward(kd_backend *be, kd_arena *a, const kd_tf_layer *l,
 
     const float *in = x; /* post-LN layers attend over x itself */
     if (!l->post_ln) {
-        kd_layer_norm(be, h, x, T, D, l->ln1.eps, l->ln1.weight, l->ln1.bias);
+        KD_TRY(kd_layer_norm(be, h, x, T, D, l->ln1.eps, l->ln1.weight, l->ln1.bias, e));
         in = h;
     }
     KD_TRY(kd_linear_layer_forward(be, &l->q, q, in, T, e));
@@ -69,22 +69,22 @@ kd_status kd_tf_layer_forward(kd_backend *be, kd_arena *a, const kd_tf_layer *l,
     }
     KD_TRY(kd_attention(be, h, &p, e));
     KD_TRY(kd_linear_layer_forward(be, &l->o, q, h, T, e));
-    kd_add(be, x, x, q, T * D);
-    if (l->post_ln) kd_layer_norm(be, x, x, T, D, l->ln1.eps, l->ln1.weight, l->ln1.bias);
+    KD_TRY(kd_add(be, x, x, q, T * D, e));
+    if (l->post_ln) KD_TRY(kd_layer_norm(be, x, x, T, D, l->ln1.eps, l->ln1.weight, l->ln1.bias, e));
 
     in = x;
     if (!l->post_ln) {
-        kd_layer_norm(be, h, x, T, D, l->ln2.eps, l->ln2.weight, l->ln2.bias);
+        KD_TRY(kd_layer_norm(be, h, x, T, D, l->ln2.eps, l->ln2.weight, l->ln2.bias, e));
         in = h;
     }
     KD_TRY(kd_linear_layer_forward(be, &l->fc1, f, in, T, e));
     if (l->act == KD_ACT_GELU)
-        kd_gelu(be, f, f, T * l->ff);
+        KD_TRY(kd_gelu(be, f, f, T * l->ff, e));
     else
-        kd_quick_gelu(be, f, f, T * l->ff);
+        KD_TRY(kd_quick_gelu(be, f, f, T * l->ff, e));
     KD_TRY(kd_linear_layer_forward(be, &l->fc2, q, f, T, e));
-    kd_add(be, x, x, q, T * D);
-    if (l->post_ln) kd_layer_norm(be, x, x, T, D, l->ln2.eps, l->ln2.weight, l->ln2.bias);
+    KD_TRY(kd_add(be, x, x, q, T * D, e));
+    if (l->post_ln) KD_TRY(kd_layer_norm(be, x, x, T, D, l->ln2.eps, l->ln2.weight, l->ln2.bias, e));
     kd_arena_release(a, m);
     return KD_OK;
 }

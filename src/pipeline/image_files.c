@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 

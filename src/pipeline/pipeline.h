@@ -5,7 +5,7 @@
 #ifndef KD_PIPELINE_H
 #define KD_PIPELINE_H
 
-#include "core/ctx.h"
+#include "api/ctx.h"
 #include "core/rng.h"
 #include "kandinsky.h"
 #include "sched/scheduler.h"

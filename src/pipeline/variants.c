@@ -75,6 +75,22 @@ kd_status kd_pipe_prepare_img2img(kd_ctx *ctx, kd_pipeline *p, const kd_gen_para
     return KD_OK;
 }
 
+/* F.interpolate(mask[1, 1, H, W], (lh, lw), mode="nearest") on the backend (host in, host out). */
+static kd_status resize_nearest(kd_ctx *ctx, const float *src, int H, int W, float *dst, int lh, int lw) {
+    kd_backend *be = &ctx->be;
+    kd_err *e = &ctx->err;
+    size_t in_bytes = (size_t)H * W * sizeof(float), out_bytes = (size_t)lh * lw * sizeof(float);
+    void *a = NULL, *b = NULL;
+    kd_status s = kd_be_alloc(be, in_bytes, &a, e);
+    if (s == KD_OK) s = kd_be_alloc(be, out_bytes, &b, e);
+    if (s == KD_OK) s = kd_upload(be, a, src, in_bytes, e);
+    if (s == KD_OK) s = kd_resize_nearest(be, b, a, 1, H, W, lh, lw, e);
+    if (s == KD_OK) s = kd_download(be, dst, b, out_bytes, e);
+    kd_be_free(be, a);
+    kd_be_free(be, b);
+    return s;
+}
+
 /* prepare_mask: every 0 (repaint) pixel of the original mask also clears its neighbours above,
  * left, above-left, below, right and below-right (not the anti-diagonal ones). */
 static void erode(const float *src, float *dst, int h, int w) {
@@ -136,7 +152,9 @@ kd_status kd_pipe_prepare_inpaint(kd_ctx *ctx, kd_pipeline *p, const kd_gen_para
     if (s == KD_OK) s = kd_movq_encode(ctx, p->movq, x, 1, H, W, owned[0]);
     if (s == KD_OK) s = pixel_mask(ctx, g, W, H, pm);
     if (s == KD_OK) {
-        kd_resize_nearest(&ctx->be, m1, pm, 1, H, W, lh, lw);
+        s = resize_nearest(ctx, pm, H, W, m1, lh, lw);
+    }
+    if (s == KD_OK) {
         erode(m1, owned[2], lh, lw);
         for (int c = 0; c < C; c++)
             for (size_t k = 0; k < hw; k++) owned[1][c * hw + k] = owned[0][c * hw + k] * owned[2][k];

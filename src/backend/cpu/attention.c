@@ -6,7 +6,6 @@
 #include <math.h>
 
 #include "backend/cpu/cpu.h"
-#include "backend/ops.h"
 
 #define Q_BLOCK 64
 
@@ -58,7 +57,7 @@ static void attn_task(void *arg, int64_t idx, int tid) {
     kd_sgemm_1t(0, 0, nq, d, p->kv_len, 1.0f, S + Lpre, Lk, v, p->kv_stride, beta, o, ld_out);
 }
 
-kd_status kd_attention(kd_backend *be, float *out, const kd_attn_params *p, kd_err *e) {
+kd_status kd_cpu_attention(kd_cpu *be, float *out, const kd_attn_params *p, kd_err *e) {
     int64_t Lk = p->pre_len + p->kv_len;
     if (Lk <= 0 || p->q_len <= 0) return kd_errf(e, KD_ERR_INVALID_ARG, "attention: empty query or key sequence");
     kd_arena_mark m = kd_arena_get_mark(&be->scratch);

@@ -21,17 +21,6 @@
 #define WINO43_MIN_TILES 128
 #define WINO43_MIN_CHANNELS 256
 
-kd_conv2d_params kd_conv2d_same(int k) {
-    kd_conv2d_params p = {1, k / 2, k / 2, k / 2, k / 2};
-    return p;
-}
-
-int64_t kd_conv2d_out_dim(int64_t in, int k, int stride, int pad_a, int pad_b) {
-    int64_t span = in + pad_a + pad_b - k;
-    if (span < 0 || stride <= 0) return 0;
-    return span / stride + 1;
-}
-
 typedef struct {
     const float *x;    /* images [B, Cin, H, W] */
     float *col;        /* [K, ld]: image b's pixels p0 .. p0+n-1 at columns b·n .. */
@@ -86,16 +75,15 @@ static void bias_task(void *arg, int64_t c, int tid) {
 
 /* Winograd pays off once there are enough tiles for its GEMMs to be wide; at 8×8 maps the im2col
  * GEMM is faster (measured in bench/, see docs/NOTES.md). KD_CONV_ALGO=im2col|winograd|winograd43
- * forces one path (for benchmarks and tests). */
+ * forces one path (for benchmarks and tests); the backend reads it once, at init. */
 enum { ALGO_IM2COL, ALGO_WINO23, ALGO_WINO43 };
 
-static int pick_algo(int kh, int kw, const kd_conv2d_params *p, int64_t B, int64_t Cin, int64_t Cout, int64_t Ho,
-                     int64_t Wo) {
+static int pick_algo(kd_conv_algo force, int kh, int kw, const kd_conv2d_params *p, int64_t B, int64_t Cin,
+                     int64_t Cout, int64_t Ho, int64_t Wo) {
     if (kh != 3 || kw != 3 || p->stride != 1) return ALGO_IM2COL;
-    const char *force = getenv("KD_CONV_ALGO");
-    if (force && !strcmp(force, "im2col")) return ALGO_IM2COL;
-    if (force && !strcmp(force, "winograd")) return ALGO_WINO23;
-    if (force && !strcmp(force, "winograd43")) return ALGO_WINO43;
+    if (force == KD_CONV_IM2COL) return ALGO_IM2COL;
+    if (force == KD_CONV_WINO23) return ALGO_WINO23;
+    if (force == KD_CONV_WINO43) return ALGO_WINO43;
     if (B * ((Ho + 3) / 4) * ((Wo + 3) / 4) >= WINO43_MIN_TILES && Cin >= WINO43_MIN_CHANNELS &&
         Cout >= WINO43_MIN_CHANNELS)
         return ALGO_WINO43;
@@ -121,7 +109,7 @@ static void scatter_task(void *arg, int64_t co, int tid) {
     }
 }
 
-static kd_status conv_merged(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
+static kd_status conv_merged(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
                              int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, int kh, int kw,
                              const float *bias, const kd_conv2d_params *p, int64_t Wo, int64_t P, kd_err *e) {
     int64_t K = Cin * kh * kw, N = B * P;
@@ -143,11 +131,11 @@ static kd_status conv_merged(kd_backend *be, float *y, int64_t y_bstride, const 
 #define MERGE_MAX_COLUMNS 1024
 
 /* Weights w[Cout, K] (F32, F16 or BF16); output channel planes at y + b·y_bstride + c·P. */
-static kd_status conv_impl(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
+static kd_status conv_impl(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
                            int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, int kh, int kw,
                            const float *bias, const kd_conv2d_params *p, int64_t Ho, int64_t Wo, kd_err *e) {
     int64_t P = Ho * Wo, K = Cin * kh * kw;
-    int algo = pick_algo(kh, kw, p, B, Cin, Cout, Ho, Wo);
+    int algo = pick_algo(be->conv_algo, kh, kw, p, B, Cin, Cout, Ho, Wo);
     if (algo == ALGO_WINO43)
         return kd_conv3x3_winograd43(be, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, p->pad_top, p->pad_left,
                                      Ho, Wo, e);
@@ -190,7 +178,7 @@ static kd_status conv_impl(kd_backend *be, float *y, int64_t y_bstride, const fl
     return KD_OK;
 }
 
-kd_status kd_conv2d(kd_backend *be, float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+kd_status kd_cpu_conv2d(kd_cpu *be, float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
                     const kd_tensor *w, const float *b, const kd_conv2d_params *p, kd_err *e) {
     int64_t Cout = w->shape[0];
     int kh = (int)w->shape[2], kw = (int)w->shape[3];

@@ -1,11 +1,61 @@
-/* Shared internals of the CPU backend. */
+/* Shared internals of the CPU backend: its state (kd_cpu, the impl of its kd_backend) and the
+ * kernels the table in backend_cpu.c dispatches to. Nothing outside backend/cpu includes this
+ * (but test_sgemm and bench_ops, which test the kernels themselves). */
 #ifndef KD_CPU_H
 #define KD_CPU_H
 
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "core/pool.h"
 #include "core/tensor.h"
+
+/* 3×3 convolution algorithm: chosen per shape, or forced by KD_CONV_ALGO (read once at init) */
+typedef enum kd_conv_algo { KD_CONV_AUTO = 0, KD_CONV_IM2COL, KD_CONV_WINO23, KD_CONV_WINO43 } kd_conv_algo;
+
+typedef struct kd_cpu {
+    kd_pool *pool;
+    int n_threads;
+    /* Temporaries of a single op (im2col buffers, converted f16 weight panels, attention
+     * scores). Every op releases what it took before returning, so the block stays warm. */
+    kd_arena scratch;
+    kd_conv_algo conv_algo;
+} kd_cpu;
+
+static inline kd_cpu *kd_cpu_of(kd_backend *be) { return (kd_cpu *)be->impl; }
+
+/* ---- kernels (same contracts as the ops.h wrappers of the same name without "cpu_") ---- */
+void kd_cpu_gemm(kd_cpu *be, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+kd_status kd_cpu_linear(kd_cpu *be, float *y, const float *x, int64_t M, const kd_tensor *w, const float *b, kd_err *e);
+kd_status kd_cpu_conv2d(kd_cpu *be, float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                        const kd_tensor *w, const float *b, const kd_conv2d_params *p, kd_err *e);
+void kd_cpu_group_norm(kd_cpu *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups, float eps,
+                       const float *gamma, const float *beta);
+void kd_cpu_group_norm_silu(kd_cpu *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
+                            float eps, const float *gamma, const float *beta);
+void kd_cpu_layer_norm(kd_cpu *be, float *y, const float *x, int64_t rows, int64_t dim, float eps, const float *gamma,
+                       const float *beta);
+void kd_cpu_softmax(kd_cpu *be, float *x, int64_t rows, int64_t n);
+kd_status kd_cpu_attention(kd_cpu *be, float *out, const kd_attn_params *p, kd_err *e);
+void kd_cpu_silu(kd_cpu *be, float *y, const float *x, int64_t n);
+void kd_cpu_gelu(kd_cpu *be, float *y, const float *x, int64_t n);
+void kd_cpu_quick_gelu(kd_cpu *be, float *y, const float *x, int64_t n);
+void kd_cpu_add(kd_cpu *be, float *y, const float *a, const float *b, int64_t n);
+void kd_cpu_mul(kd_cpu *be, float *y, const float *a, const float *b, int64_t n);
+void kd_cpu_mul_add(kd_cpu *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu);
+void kd_cpu_film(kd_cpu *be, float *x, const float *scale_shift, int64_t B, int64_t C, int64_t HW, int silu);
+void kd_cpu_scale_shift(kd_cpu *be, float *y, const float *x, float s, float t, int64_t n);
+void kd_cpu_add_row_vector(kd_cpu *be, float *x, const float *b, int64_t rows, int64_t n);
+void kd_cpu_add_channel_vector(kd_cpu *be, float *x, const float *b, int64_t B, int64_t C, int64_t HW);
+void kd_cpu_concat_dim1(float *y, const float *a, int64_t Xa, const float *b, int64_t Xb, int64_t B, int64_t inner);
+void kd_cpu_transpose_last2(kd_cpu *be, float *y, const float *x, int64_t R, int64_t rows, int64_t cols);
+void kd_cpu_upsample_nearest2x(kd_cpu *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W);
+void kd_cpu_resize_nearest(kd_cpu *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t Ho,
+                           int64_t Wo);
+void kd_cpu_avg_pool2x2(kd_cpu *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W);
+void kd_cpu_timestep_embedding(float *y, const float *t, int64_t B, int dim, int flip_sin_to_cos,
+                               float downscale_freq_shift, float max_period);
 
 static inline int64_t kd_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t kd_max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -27,7 +77,7 @@ int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype 
                        int64_t ldb, float *C, int64_t ldc);
 /* Threaded C[M,N] = W[M,K] · B[K,N] for weights of any dtype (gemm.c): the AVX-512 kernel converts
  * while packing; the BLAS path converts slabs of rows of W into scratch. KD_ERR_OOM only. */
-kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
+kd_status kd_gemm_wa(kd_cpu *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
                      const float *B, int64_t ldb, float *C, int64_t ldc, kd_err *e);
 /* The AVX-512 kernel's packed-A layout, for producers that can write it directly (the Winograd
  * weight transforms): per KC slice of K, ceil(M/MR) panels of kc × MR floats, A[i][k] at

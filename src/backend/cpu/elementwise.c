@@ -4,7 +4,6 @@
 
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/vecmath.h"
-#include "backend/ops.h"
 
 /* ---- a parallel "map" over a flat range, in chunks ---- */
 
@@ -51,37 +50,37 @@ static void map_task(void *arg, int64_t idx, int tid) {
     map_range(j, i0, i1 < j->n ? i1 : j->n);
 }
 
-static void map_run(kd_backend *be, map_job *j) {
+static void map_run(kd_cpu *be, map_job *j) {
     int64_t tasks = (j->n + MAP_CHUNK - 1) / MAP_CHUNK;
     kd_pool_run(be->pool, tasks, map_task, j);
 }
 
-void kd_silu(kd_backend *be, float *y, const float *x, int64_t n) {
+void kd_cpu_silu(kd_cpu *be, float *y, const float *x, int64_t n) {
     map_job j = {.y = y, .a = x, .n = n, .kind = MAP_SILU};
     map_run(be, &j);
 }
-void kd_gelu(kd_backend *be, float *y, const float *x, int64_t n) {
+void kd_cpu_gelu(kd_cpu *be, float *y, const float *x, int64_t n) {
     map_job j = {.y = y, .a = x, .n = n, .kind = MAP_GELU};
     map_run(be, &j);
 }
-void kd_quick_gelu(kd_backend *be, float *y, const float *x, int64_t n) {
+void kd_cpu_quick_gelu(kd_cpu *be, float *y, const float *x, int64_t n) {
     map_job j = {.y = y, .a = x, .n = n, .kind = MAP_QUICK_GELU};
     map_run(be, &j);
 }
-void kd_add(kd_backend *be, float *y, const float *a, const float *b, int64_t n) {
+void kd_cpu_add(kd_cpu *be, float *y, const float *a, const float *b, int64_t n) {
     map_job j = {.y = y, .a = a, .b = b, .n = n, .kind = MAP_ADD};
     map_run(be, &j);
 }
-void kd_mul(kd_backend *be, float *y, const float *a, const float *b, int64_t n) {
+void kd_cpu_mul(kd_cpu *be, float *y, const float *a, const float *b, int64_t n) {
     map_job j = {.y = y, .a = a, .b = b, .n = n, .kind = MAP_MUL};
     map_run(be, &j);
 }
-void kd_scale_shift(kd_backend *be, float *y, const float *x, float s, float t, int64_t n) {
+void kd_cpu_scale_shift(kd_cpu *be, float *y, const float *x, float s, float t, int64_t n) {
     map_job j = {.y = y, .a = x, .s = s, .t = t, .n = n, .kind = MAP_SCALE_SHIFT};
     map_run(be, &j);
 }
 
-void kd_add_row_vector(kd_backend *be, float *x, const float *b, int64_t rows, int64_t n) {
+void kd_cpu_add_row_vector(kd_cpu *be, float *x, const float *b, int64_t rows, int64_t n) {
     (void)be;
     for (int64_t r = 0; r < rows; r++) {
         float *restrict xr = x + r * n;
@@ -102,14 +101,14 @@ static void chan_task(void *arg, int64_t bc, int tid) {
     for (int64_t i = 0; i < j->HW; i++) p[i] += v;
 }
 
-void kd_add_channel_vector(kd_backend *be, float *x, const float *b, int64_t B, int64_t C, int64_t HW) {
+void kd_cpu_add_channel_vector(kd_cpu *be, float *x, const float *b, int64_t B, int64_t C, int64_t HW) {
     chan_job j = {x, b, HW};
     kd_pool_run(be->pool, B * C, chan_task, &j);
 }
 
 /* ---- layout ---- */
 
-void kd_concat_dim1(float *y, const float *a, int64_t Xa, const float *b, int64_t Xb, int64_t B, int64_t inner) {
+void kd_cpu_concat_dim1(float *y, const float *a, int64_t Xa, const float *b, int64_t Xb, int64_t B, int64_t inner) {
     for (int64_t n = 0; n < B; n++) {
         memcpy(y, a + n * Xa * inner, (size_t)(Xa * inner) * sizeof(float));
         y += Xa * inner;
@@ -139,7 +138,7 @@ static void transpose_task(void *arg, int64_t r, int tid) {
         }
 }
 
-void kd_transpose_last2(kd_backend *be, float *y, const float *x, int64_t R, int64_t rows, int64_t cols) {
+void kd_cpu_transpose_last2(kd_cpu *be, float *y, const float *x, int64_t R, int64_t rows, int64_t cols) {
     tr_job j = {y, x, rows, cols};
     kd_pool_run(be->pool, R, transpose_task, &j);
 }
@@ -166,7 +165,7 @@ static void up2_task(void *arg, int64_t p, int tid) {
     }
 }
 
-void kd_upsample_nearest2x(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W) {
+void kd_cpu_upsample_nearest2x(kd_cpu *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W) {
     rs_job j = {.y = y, .x = x, .H = H, .W = W};
     kd_pool_run(be->pool, planes, up2_task, &j);
 }
@@ -188,7 +187,7 @@ static void resize_task(void *arg, int64_t p, int tid) {
     }
 }
 
-void kd_resize_nearest(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t Ho,
+void kd_cpu_resize_nearest(kd_cpu *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W, int64_t Ho,
                        int64_t Wo) {
     /* column map on the stack in chunks would complicate things; sizes here are image sizes */
     kd_arena_mark m = kd_arena_get_mark(&be->scratch);
@@ -217,14 +216,14 @@ static void pool2_task(void *arg, int64_t p, int tid) {
     }
 }
 
-void kd_avg_pool2x2(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W) {
+void kd_cpu_avg_pool2x2(kd_cpu *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W) {
     rs_job j = {.y = y, .x = x, .H = H, .W = W, .Ho = H / 2, .Wo = W / 2};
     kd_pool_run(be->pool, planes, pool2_task, &j);
 }
 
 /* ---- timestep embedding ---- */
 
-void kd_timestep_embedding(float *y, const float *t, int64_t B, int dim, int flip_sin_to_cos,
+void kd_cpu_timestep_embedding(float *y, const float *t, int64_t B, int dim, int flip_sin_to_cos,
                            float downscale_freq_shift, float max_period) {
     int half = dim / 2;
     /* Same float32 op order as diffusers: exponent = -ln(P)·i, / (half - shift), exp, · t. */
@@ -265,7 +264,7 @@ static void fma_task(void *arg, int64_t idx, int tid) {
         for (int64_t i = idx * MAP_CHUNK; i < i1; i++) y[i] = j->a[i] * j->b[i] + j->c[i];
 }
 
-void kd_mul_add(kd_backend *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu) {
+void kd_cpu_mul_add(kd_cpu *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu) {
     fma_job j = {y, a, b, c, n, silu};
     kd_pool_run(be->pool, kd_ceil_div(n, MAP_CHUNK), fma_task, &j);
 }
@@ -293,7 +292,7 @@ static void film_task(void *arg, int64_t bc, int tid) {
         for (int64_t i = 0; i < j->HW; i++) p[i] = p[i] * s + t;
 }
 
-void kd_film(kd_backend *be, float *x, const float *scale_shift, int64_t B, int64_t C, int64_t HW, int silu) {
+void kd_cpu_film(kd_cpu *be, float *x, const float *scale_shift, int64_t B, int64_t C, int64_t HW, int silu) {
     film_job j = {x, scale_shift, C, HW, silu};
     kd_pool_run(be->pool, B * C, film_task, &j);
 }

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
-#include "backend/ops.h"
 
 /* Which single-threaded kernel runs: our AVX-512 one where the CPU has AVX-512F, BLAS otherwise.
  * KD_GEMM=blas forces BLAS (to compare, or to rule our kernel out when chasing a difference). */
@@ -72,7 +71,7 @@ static int64_t panel_size(int64_t extent, int threads, int64_t align) {
     return kd_ceil_div(p, align) * align;
 }
 
-void kd_gemm(kd_backend *be, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+void kd_cpu_gemm(kd_cpu *be, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     int threads = be->n_threads;
     double flops = 2.0 * (double)M * (double)N * (double)K;
@@ -112,7 +111,7 @@ static void wa_task(void *arg, int64_t idx, int tid) {
 
 #define WA_SLAB_BYTES ((int64_t)32 << 20) /* BLAS path: rows of W converted at a time */
 
-kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
+kd_status kd_gemm_wa(kd_cpu *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
                      const float *B, int64_t ldb, float *C, int64_t ldc, kd_err *e) {
     pthread_once(&g_gemm_once, gemm_choose);
     if (g_use_avx512 && (wdtype == KD_F16 || wdtype == KD_BF16)) {
@@ -122,7 +121,7 @@ kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void
         if (!j.failed) return KD_OK; /* else: no packing buffer; the path below allocates from the arena */
     }
     if (wdtype == KD_F32) {
-        kd_gemm(be, 0, 0, M, N, K, 1.0f, W, K, B, ldb, 0.0f, C, ldc);
+        kd_cpu_gemm(be, 0, 0, M, N, K, 1.0f, W, K, B, ldb, 0.0f, C, ldc);
         return KD_OK;
     }
     int64_t slab = kd_min64(kd_max64(WA_SLAB_BYTES / 4 / K, 16), M);
@@ -133,7 +132,7 @@ kd_status kd_gemm_wa(kd_backend *be, int64_t M, int64_t N, int64_t K, const void
     for (int64_t r0 = 0; r0 < M; r0 += slab) {
         int64_t nr = kd_min64(slab, M - r0);
         kd_convert_to_f32(ws, (const char *)W + (size_t)(r0 * K) * esz, wdtype, (size_t)(nr * K));
-        kd_gemm(be, 0, 0, nr, N, K, 1.0f, ws, K, B, ldb, 0.0f, C + r0 * ldc, ldc);
+        kd_cpu_gemm(be, 0, 0, nr, N, K, 1.0f, ws, K, B, ldb, 0.0f, C + r0 * ldc, ldc);
     }
     kd_arena_release(&be->scratch, m);
     return KD_OK;
@@ -177,7 +176,7 @@ static void half_task(void *arg, int64_t idx, int tid) {
     if (!kd_sgemm_avx512_half_wt(j->M, n, j->K, j->x, j->K, w, j->w->dtype, j->K, j->y + n0, j->N)) j->failed = 1;
 }
 
-static int linear_half_avx512(kd_backend *be, float *y, const float *x, int64_t M, const kd_tensor *w) {
+static int linear_half_avx512(kd_cpu *be, float *y, const float *x, int64_t M, const kd_tensor *w) {
     pthread_once(&g_gemm_once, gemm_choose);
     if (!g_use_avx512 || (w->dtype != KD_F16 && w->dtype != KD_BF16)) return 0;
     half_job j = {y, x, M, w->shape[0], w->shape[1], 0, w, 0};
@@ -186,11 +185,11 @@ static int linear_half_avx512(kd_backend *be, float *y, const float *x, int64_t 
     return !j.failed; /* a packing buffer that could not be allocated: redo it all on the BLAS path */
 }
 
-kd_status kd_linear(kd_backend *be, float *y, const float *x, int64_t M, const kd_tensor *w, const float *b,
+kd_status kd_cpu_linear(kd_cpu *be, float *y, const float *x, int64_t M, const kd_tensor *w, const float *b,
                     kd_err *e) {
     int64_t N = w->shape[0], K = w->shape[1];
     if (w->dtype == KD_F32) {
-        kd_gemm(be, 0, 1, M, N, K, 1.0f, x, K, (const float *)w->data, K, 0.0f, y, N);
+        kd_cpu_gemm(be, 0, 1, M, N, K, 1.0f, x, K, (const float *)w->data, K, 0.0f, y, N);
     } else if (!linear_half_avx512(be, y, x, M, w)) { /* BLAS: convert panels of weight rows */
         kd_arena_mark m = kd_arena_get_mark(&be->scratch);
         float *scratch = kd_arena_floats(&be->scratch, (size_t)be->n_threads * LIN_PANEL * (size_t)K, e);
@@ -199,6 +198,6 @@ kd_status kd_linear(kd_backend *be, float *y, const float *x, int64_t M, const k
         kd_pool_run(be->pool, kd_ceil_div(N, LIN_PANEL), lin_task, &j);
         kd_arena_release(&be->scratch, m);
     }
-    if (b) kd_add_row_vector(be, y, b, M, N);
+    if (b) kd_cpu_add_row_vector(be, y, b, M, N);
     return KD_OK;
 }

@@ -6,7 +6,6 @@
 
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/vecmath.h"
-#include "backend/ops.h"
 
 typedef struct {
     float *y;
@@ -112,18 +111,18 @@ static void gn_task(void *arg, int64_t bg, int tid) {
     }
 }
 
-static void group_norm_run(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
+static void group_norm_run(kd_cpu *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
                            float eps, const float *gamma, const float *beta, int silu) {
     gn_job j = {y, x, C, HW, groups, eps, gamma, beta, silu};
     kd_pool_run(be->pool, B * groups, gn_task, &j);
 }
 
-void kd_group_norm(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
+void kd_cpu_group_norm(kd_cpu *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
                    float eps, const float *gamma, const float *beta) {
     group_norm_run(be, y, x, B, C, HW, groups, eps, gamma, beta, 0);
 }
 
-void kd_group_norm_silu(kd_backend *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
+void kd_cpu_group_norm_silu(kd_cpu *be, float *y, const float *x, int64_t B, int64_t C, int64_t HW, int groups,
                         float eps, const float *gamma, const float *beta) {
     group_norm_run(be, y, x, B, C, HW, groups, eps, gamma, beta, 1);
 }
@@ -153,7 +152,7 @@ static void ln_task(void *arg, int64_t blk, int tid) {
     }
 }
 
-void kd_layer_norm(kd_backend *be, float *y, const float *x, int64_t rows, int64_t dim, float eps,
+void kd_cpu_layer_norm(kd_cpu *be, float *y, const float *x, int64_t rows, int64_t dim, float eps,
                    const float *gamma, const float *beta) {
     ln_job j = {y, x, rows, dim, eps, gamma, beta};
     kd_pool_run(be->pool, kd_ceil_div(rows, ROW_BLOCK), ln_task, &j);
@@ -203,7 +202,7 @@ static void sm_task(void *arg, int64_t blk, int tid) {
     for (int64_t r = blk * ROW_BLOCK; r < r1; r++) kd_softmax_row(j->x + r * j->n, j->n);
 }
 
-void kd_softmax(kd_backend *be, float *x, int64_t rows, int64_t n) {
+void kd_cpu_softmax(kd_cpu *be, float *x, int64_t rows, int64_t n) {
     sm_job j = {x, rows, n};
     kd_pool_run(be->pool, kd_ceil_div(rows, ROW_BLOCK), sm_task, &j);
 }

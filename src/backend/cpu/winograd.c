@@ -139,7 +139,7 @@ static void gemm_task(void *arg, int64_t k, int tid) {
     if (!kd_wino_gemm(j->u, (int)k, j->V + k * j->v_plane, j->n, j->M + k * j->m_plane)) j->failed = 1;
 }
 
-kd_status kd_wino_run(kd_backend *be, const kd_wino_variant *v, float *y, int64_t y_bstride, const float *x, int64_t B,
+kd_status kd_wino_run(kd_cpu *be, const kd_wino_variant *v, float *y, int64_t y_bstride, const float *x, int64_t B,
                       int64_t Cin, int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias,
                       int pad_t, int pad_l, int64_t Ho, int64_t Wo, kd_err *e) {
     int64_t tiles_y = kd_ceil_div(Ho, v->tile), tiles_x = kd_ceil_div(Wo, v->tile);
@@ -184,7 +184,7 @@ kd_status kd_wino_run(kd_backend *be, const kd_wino_variant *v, float *y, int64_
 
 static const kd_wino_variant F23 = {"winograd F(2x2)", 2, 16, WINO_BUDGET, weight_panel_task, input_task, output_task};
 
-kd_status kd_conv3x3_winograd(kd_backend *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
+kd_status kd_conv3x3_winograd(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
                               int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t, int pad_l,
                               int64_t Ho, int64_t Wo, kd_err *e) {
     return kd_wino_run(be, &F23, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, pad_t, pad_l, Ho, Wo, e);

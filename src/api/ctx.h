@@ -1,6 +1,8 @@
-/* The library context behind the public kd_ctx handle. */
-#ifndef KD_CORE_CTX_H
-#define KD_CORE_CTX_H
+/* The library context behind the public kd_ctx handle: the caller's parameters, the last error
+ * and the backend the models run on. It sits above backend/ (core/ knows nothing of it); the
+ * public entry points of models/ and pipeline/ take it. */
+#ifndef KD_API_CTX_H
+#define KD_API_CTX_H
 
 #include "backend/backend.h"
 #include "core/err.h"

@@ -1,4 +1,6 @@
-#include "core/ctx.h"
+#include "api/ctx.h"
+
+#include "backend/ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,7 +27,7 @@ kd_status kd_ctx_create(const kd_ctx_params *params, kd_ctx **out) {
         free(ctx);
         return KD_ERR_INVALID_ARG;
     }
-    kd_status s = kd_backend_init(&ctx->be, ctx->params.n_threads, &ctx->err);
+    kd_status s = kd_backend_cpu_init(&ctx->be, ctx->params.n_threads, &ctx->err);
     if (s != KD_OK) {
         free(ctx);
         return s;
@@ -42,7 +44,7 @@ void kd_ctx_free(kd_ctx *ctx) {
 
 const char *kd_ctx_last_error(const kd_ctx *ctx) { return ctx ? ctx->err.msg : "no context"; }
 
-int kd_ctx_threads(const kd_ctx *ctx) { return ctx ? ctx->be.n_threads : 0; }
+int kd_ctx_threads(const kd_ctx *ctx) { return ctx ? kd_backend_threads(&ctx->be) : 0; }
 
 kd_status kd_ctx_fail(kd_ctx *ctx, kd_status code, const char *fmt, ...) {
     if (!ctx) return code;
