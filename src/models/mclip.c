@@ -11,22 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/ctx.h"
-#include "io/config.h"
+#include "models/mclip.h"
+#include "models/model.h"
 #include "nn/transformer.h"
 
 struct kd_mclip {
+    kd_model_base base;
     int64_t vocab, hidden, layers, heads, ff, max_pos, pad_id, out_dim;
     float eps;
     kd_act act;
-    kd_tensor word;          /* [vocab, H] */
-    float *position;         /* [max_pos, H] */
-    float *token_type;       /* [type_vocab, H]: row 0 */
-    kd_norm_layer emb_ln;
-    kd_tf_layer *blocks;
-    kd_linear_layer proj;    /* LinearTransformation H → out_dim */
-    kd_weights *w;
-    kd_arena arena;
+    kd_tensor word;          /* word_embeddings: [vocab, H] */
+    float *position;         /* position_embeddings: [max_pos, H] */
+    kd_tensor position_t;    /* the same as an F32 tensor view (for kd_embedding) */
+    float *token_type;       /* token_type_embeddings: [type_vocab, H]; row 0 is used */
+    kd_norm_layer emb_ln;    /* embeddings.LayerNorm(H) */
+    kd_tf_layer *blocks;     /* encoder.layer: post-LN BERT layers */
+    kd_linear_layer proj;    /* LinearTransformation: [out_dim, H] */
 };
 
 int kd_mclip_hidden_size(const kd_mclip *m) { return (int)m->hidden; }
@@ -66,114 +66,110 @@ static kd_status load_weights(kd_mclip *m, kd_err *e) {
     int64_t H = m->hidden;
     kd_bind b = {.name = "transformer.embeddings.word_embeddings.weight", .dst = &m->word, .ndim = 2,
                  .shape = {m->vocab, H}};
-    KD_TRY(kd_weights_bind(m->w, NULL, &b, 1, e));
+    KD_TRY(kd_weights_bind(m->base.w, NULL, &b, 1, e));
     int64_t ps[2] = {m->max_pos, H}, ts[2] = {-1, H};
-    KD_TRY(kd_weights_f32(m->w, "transformer.embeddings.position_embeddings.weight", 2, ps, &m->position, e));
-    KD_TRY(kd_weights_f32(m->w, "transformer.embeddings.token_type_embeddings.weight", 2, ts, &m->token_type, e));
-    KD_TRY(kd_layer_norm_layer_load(m->w, "transformer.embeddings.LayerNorm", H, m->eps, &m->emb_ln, e));
+    KD_TRY(kd_weights_f32(m->base.w, "transformer.embeddings.position_embeddings.weight", 2, ps, &m->position, e));
+    m->position_t = (kd_tensor){.dtype = KD_F32, .ndim = 2, .shape = {m->max_pos, H}, .data = m->position};
+    KD_TRY(kd_weights_f32(m->base.w, "transformer.embeddings.token_type_embeddings.weight", 2, ts, &m->token_type, e));
+    KD_TRY(kd_layer_norm_layer_load(m->base.w, "transformer.embeddings.LayerNorm", H, m->eps, &m->emb_ln, e));
     m->blocks = calloc((size_t)m->layers + 1, sizeof *m->blocks);
     if (!m->blocks) return kd_errf(e, KD_ERR_OOM, "mclip: out of memory");
     char buf[KD_NAME_MAX];
     for (int64_t i = 0; i < m->layers; i++)
-        KD_TRY(kd_tf_layer_load(m->w, kd_namef(buf, "transformer.encoder.layer.%lld", (long long)i), &kd_tf_names_bert,
+        KD_TRY(kd_tf_layer_load(m->base.w, kd_namef(buf, "transformer.encoder.layer.%lld", (long long)i), &kd_tf_names_bert,
                                 H, m->ff, (int)m->heads, m->eps, m->act, &m->blocks[i], e));
-    return kd_linear_layer_load(m->w, "LinearTransformation", H, m->out_dim, 1, &m->proj, e);
+    return kd_linear_layer_load(m->base.w, "LinearTransformation", H, m->out_dim, 1, &m->proj, e);
 }
 
-void kd_mclip_free(kd_mclip *m) {
-    if (!m) return;
-    free(m->blocks);
-    kd_weights_close(m->w);
-    kd_arena_free(&m->arena);
-    free(m);
-}
+static void free_layers(void *model) { free(((kd_mclip *)model)->blocks); }
+static kd_status read_config_any(void *model, const kd_config *cfg, kd_err *e) { return read_config(model, cfg, e); }
+static kd_status load_weights_any(void *model, kd_err *e) { return load_weights(model, e); }
+
+static const kd_model_kind mclip_kind = {"mclip", sizeof(kd_mclip), read_config_any, load_weights_any, free_layers};
+
+void kd_mclip_free(kd_mclip *m) { kd_model_free(m, &mclip_kind); }
 
 kd_status kd_mclip_load(kd_ctx *ctx, const char *path, kd_mclip **out) {
-    if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!path || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mclip: NULL path or output");
-    *out = NULL;
-    kd_err *e = &ctx->err;
-    char cfg_path[4096];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
-    kd_config cfg;
-    KD_TRY(kd_config_load(cfg_path, &cfg, e));
-    kd_mclip *m = calloc(1, sizeof *m);
-    if (!m) {
-        kd_config_free(&cfg);
-        return kd_ctx_fail(ctx, KD_ERR_OOM, "mclip: out of memory");
-    }
-    kd_arena_init(&m->arena, 0);
-    kd_status s = read_config(m, &cfg, e);
-    kd_config_free(&cfg);
-    if (s != KD_OK) kd_err_prefix(e, "%s", cfg_path);
-    if (s == KD_OK) s = kd_weights_open(path, &m->w, e);
-    if (s == KD_OK) s = load_weights(m, e);
-    if (s != KD_OK) {
-        kd_mclip_free(m);
-        return s;
-    }
-    *out = m;
-    return KD_OK;
+    return kd_model_load(ctx, path, &mclip_kind, (void **)out);
 }
 
+/* ids, mask [B, L] (host) → text_embeds [B, out_dim] and, if not NULL, last_hidden [B, L, H]
+ * (backend memory). */
 static kd_status forward_impl(kd_mclip *m, kd_backend *be, const int32_t *ids, const int32_t *mask, int64_t B,
                               int64_t L, float *text_embeds, float *last_hidden, kd_err *e) {
     int64_t H = m->hidden;
-    kd_arena *a = &m->arena;
-    float *x = kd_arena_floats(a, (size_t)(B * L * H), e), *row = x ? kd_arena_floats(a, (size_t)H, e) : NULL;
-    float *keymask = row ? kd_arena_floats(a, (size_t)(B * L), e) : NULL;
+    kd_arena *a = &m->base.arena;
+    float *x = kd_arena_floats(a, (size_t)(B * L * H), e), *pe = x ? kd_arena_floats(a, (size_t)(B * L * H), e) : NULL;
+    float *keymask = pe ? kd_arena_floats(a, (size_t)(B * L), e) : NULL;
     float *pooled = keymask ? kd_arena_floats(a, (size_t)(B * H), e) : NULL;
-    if (!pooled) return KD_ERR_OOM;
-    size_t esz = kd_dtype_size(m->word.dtype);
+    /* host: RoBERTa position ids (count real, non-pad tokens) and the additive key mask */
+    int32_t *pos = pooled ? kd_model_host_scratch(&m->base, (size_t)(B * L) * (sizeof(int32_t) + sizeof(float)), e) : NULL;
+    if (!pos) return KD_ERR_OOM;
+    float *hmask = (float *)(pos + B * L);
     for (int64_t b = 0; b < B; b++) {
-        int64_t run = 0; /* RoBERTa position ids count real (non-pad) tokens */
+        int64_t run = 0;
         for (int64_t t = 0; t < L; t++) {
             int32_t id = ids[b * L + t];
-            int64_t pos = id != m->pad_id ? ++run + m->pad_id : m->pad_id;
-            kd_convert_to_f32(row, (const char *)m->word.data + (size_t)id * (size_t)H * esz, m->word.dtype, (size_t)H);
-            float *xt = x + (b * L + t) * H;
-            for (int64_t i = 0; i < H; i++) xt[i] = row[i] + m->token_type[i] + m->position[pos * H + i];
-            keymask[b * L + t] = mask[b * L + t] ? 0.0f : -INFINITY;
+            pos[b * L + t] = (int32_t)(id != m->pad_id ? ++run + m->pad_id : m->pad_id);
+            hmask[b * L + t] = mask[b * L + t] ? 0.0f : -INFINITY;
         }
     }
     /* torch adds (word + token_type) + position: keep that order */
+    KD_TRY(kd_embedding(be, x, &m->word, ids, B * L, e));
+    KD_TRY(kd_add_row_vector(be, x, m->token_type, B * L, H, e));
+    KD_TRY(kd_embedding(be, pe, &m->position_t, pos, B * L, e));
+    KD_TRY(kd_add(be, x, x, pe, B * L * H, e));
+    KD_TRY(kd_upload(be, keymask, hmask, (size_t)(B * L) * sizeof(float), e));
     KD_TRY(kd_layer_norm(be, x, x, B * L, H, m->emb_ln.eps, m->emb_ln.weight, m->emb_ln.bias, e));
     kd_tf_mask km = {.add = keymask, .bstride = L, .qstride = 0};
     for (int64_t i = 0; i < m->layers; i++) KD_TRY(kd_tf_layer_forward(be, a, &m->blocks[i], x, B, L, &km, e));
-    if (last_hidden) memcpy(last_hidden, x, (size_t)(B * L * H) * sizeof(float));
-    for (int64_t b = 0; b < B; b++) { /* mean over real tokens, as (x·mask).sum / mask.sum in float32 */
-        float n = 0;
-        for (int64_t i = 0; i < H; i++) pooled[b * H + i] = 0.0f;
-        for (int64_t t = 0; t < L; t++) {
-            float w = (float)mask[b * L + t];
-            n += w;
-            for (int64_t i = 0; i < H; i++) pooled[b * H + i] += x[(b * L + t) * H + i] * w;
-        }
-        for (int64_t i = 0; i < H; i++) pooled[b * H + i] /= n;
-    }
+    if (last_hidden) KD_TRY(kd_copy(be, last_hidden, x, (size_t)(B * L * H) * sizeof(float), e));
+    KD_TRY(kd_masked_mean(be, pooled, x, mask, B, L, H, e)); /* (x·mask).sum / mask.sum in float32 */
     return kd_linear_layer_forward(be, &m->proj, text_embeds, pooled, B, e);
 }
 
-kd_status kd_mclip_forward(kd_ctx *ctx, kd_mclip *m, const int32_t *ids, const int32_t *mask, int batch,
-                           int seq_len, float *text_embeds, float *last_hidden) {
-    if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!m || !ids || !mask || !text_embeds) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mclip: NULL argument");
+static kd_status check_args(const kd_mclip *m, const int32_t *ids, const int32_t *mask, int batch, int seq_len,
+                            const float *text_embeds, kd_err *e) {
+    if (!m || !ids || !mask || !text_embeds) return kd_errf(e, KD_ERR_INVALID_ARG, "mclip: NULL argument");
     if (batch < 1 || seq_len < 1 || seq_len + m->pad_id + 1 > m->max_pos)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mclip: batch %d × %d tokens (at most %lld tokens)", batch, seq_len,
-                           (long long)(m->max_pos - m->pad_id - 1));
+        return kd_errf(e, KD_ERR_INVALID_ARG, "mclip: batch %d × %d tokens (at most %lld tokens)", batch, seq_len,
+                       (long long)(m->max_pos - m->pad_id - 1));
     for (int64_t b = 0; b < batch; b++) {
         int any = 0;
         for (int64_t t = 0; t < seq_len; t++) {
             int32_t id = ids[b * seq_len + t];
             if (id < 0 || id >= m->vocab)
-                return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mclip: token id %d outside the vocabulary of %lld", id,
-                                   (long long)m->vocab);
+                return kd_errf(e, KD_ERR_INVALID_ARG, "mclip: token id %d outside the vocabulary of %lld", id,
+                               (long long)m->vocab);
             any |= mask[b * seq_len + t] != 0;
         }
-        if (!any) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mclip: sequence %lld has no real token in its mask", (long long)b);
+        if (!any) return kd_errf(e, KD_ERR_INVALID_ARG, "mclip: sequence %lld has no real token in its mask", (long long)b);
     }
-    kd_status s = forward_impl(m, &ctx->be, ids, mask, batch, seq_len, text_embeds, last_hidden, &ctx->err);
-    kd_arena_reset(&m->arena);
-    if (s != KD_OK) kd_err_prefix(&ctx->err, "mclip");
+    return KD_OK;
+}
+
+kd_status kd_mclip_forward_be(kd_mclip *m, kd_backend *be, const int32_t *ids, const int32_t *mask, int batch,
+                              int seq_len, float *text_embeds, float *last_hidden, kd_err *e) {
+    KD_TRY(check_args(m, ids, mask, batch, seq_len, text_embeds, e));
+    kd_status s = forward_impl(m, be, ids, mask, batch, seq_len, text_embeds, last_hidden, e);
+    kd_arena_reset(&m->base.arena);
+    if (s != KD_OK) kd_err_prefix(e, "mclip");
+    return s;
+}
+
+kd_status kd_mclip_forward(kd_ctx *ctx, kd_mclip *m, const int32_t *ids, const int32_t *mask, int batch,
+                           int seq_len, float *text_embeds, float *last_hidden) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    kd_backend *be = &ctx->be;
+    kd_err *e = &ctx->err;
+    KD_TRY(check_args(m, ids, mask, batch, seq_len, text_embeds, e));
+    size_t eb = (size_t)batch * m->out_dim * sizeof(float), hb = (size_t)batch * seq_len * m->hidden * sizeof(float);
+    void *y, *h = NULL;
+    kd_status s = kd_model_stage_out(be, &m->base, text_embeds, eb, &y, e);
+    if (s == KD_OK && last_hidden) s = kd_model_stage_out(be, &m->base, last_hidden, hb, &h, e);
+    if (s == KD_OK) s = kd_mclip_forward_be(m, be, ids, mask, batch, seq_len, y, h, e);
+    if (s == KD_OK) s = kd_model_finish_out(be, text_embeds, y, eb, e);
+    if (s == KD_OK && last_hidden) s = kd_model_finish_out(be, last_hidden, h, hb, e);
+    kd_model_end_call(&m->base);
     return s;
 }

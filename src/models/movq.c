@@ -14,30 +14,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/ctx.h"
-#include "io/config.h"
+#include "models/model.h"
+#include "models/movq.h"
 #include "nn/layers.h"
 
 #define MOVQ_MAX_LEVELS 8
 #define MOVQ_EPS 1e-6f
 #define SPATIAL_GROUPS 32
 
+/* GroupNorm (encoder) or SpatialNorm (decoder: norm_layer + conv_y / conv_b on zq). */
 typedef struct movq_norm {
     int spatial;
-    kd_norm_layer gn;
-    kd_conv2d_layer conv_y, conv_b; /* spatial only: 1×1 latent_channels → C */
+    kd_norm_layer gn;               /* GroupNorm(C) (SpatialNorm's norm_layer) */
+    kd_conv2d_layer conv_y, conv_b; /* spatial only: [C, latent_channels, 1, 1] */
 } movq_norm;
 
+/* ResnetBlock2D (encoder) / ResnetBlockCondNorm2D (decoder), no time embedding. */
 typedef struct movq_resnet {
-    movq_norm norm1, norm2;
-    kd_conv2d_layer conv1, conv2, conv_shortcut;
+    movq_norm norm1, norm2;        /* over cin, cout */
+    kd_conv2d_layer conv1, conv2;  /* [cout, cin, 3, 3], [cout, cout, 3, 3] */
+    kd_conv2d_layer conv_shortcut; /* [cout, cin, 1, 1] when cin != cout */
     int has_shortcut;
     int64_t cin, cout;
 } movq_resnet;
 
+/* Single-head Attention over the H·W positions. */
 typedef struct movq_attn {
-    movq_norm norm;
-    kd_linear_layer to_q, to_k, to_v, to_out;
+    movq_norm norm;                           /* group_norm / spatial_norm */
+    kd_linear_layer to_q, to_k, to_v, to_out; /* [C, C] each */
     int64_t C;
 } movq_attn;
 
@@ -57,24 +61,26 @@ typedef struct movq_mid {
 } movq_mid;
 
 struct kd_movq {
+    kd_model_base base; /* its arena holds the activations of one encode/decode call */
     /* config */
     int64_t in_channels, out_channels, latent_channels, vq_embed_dim;
     int n_levels, layers_per_block, groups, mid_attention;
     int64_t block_out[MOVQ_MAX_LEVELS];
     int down_attn[MOVQ_MAX_LEVELS], up_attn[MOVQ_MAX_LEVELS];
     /* encoder */
-    kd_conv2d_layer enc_conv_in, enc_conv_out, quant_conv;
+    kd_conv2d_layer enc_conv_in;  /* encoder.conv_in: [block_out[0], in_channels, 3, 3] */
     movq_block down[MOVQ_MAX_LEVELS];
     movq_mid enc_mid;
-    movq_norm enc_norm_out;
+    movq_norm enc_norm_out;       /* encoder.conv_norm_out: GroupNorm(block_out[-1]) */
+    kd_conv2d_layer enc_conv_out; /* encoder.conv_out: [latent_channels, block_out[-1], 3, 3] */
+    kd_conv2d_layer quant_conv;   /* [vq_embed_dim, latent_channels, 1, 1] */
     /* decoder */
-    kd_conv2d_layer post_quant_conv, dec_conv_in, dec_conv_out;
-    movq_block up[MOVQ_MAX_LEVELS];
+    kd_conv2d_layer post_quant_conv; /* [latent_channels, vq_embed_dim, 1, 1] */
+    kd_conv2d_layer dec_conv_in;     /* decoder.conv_in: [block_out[-1], latent_channels, 3, 3] */
     movq_mid dec_mid;
-    movq_norm dec_norm_out;
-
-    kd_weights *w;
-    kd_arena arena; /* activations of one encode/decode call */
+    movq_block up[MOVQ_MAX_LEVELS];
+    movq_norm dec_norm_out;          /* decoder.conv_norm_out: SpatialNorm(block_out[0]) */
+    kd_conv2d_layer dec_conv_out;    /* decoder.conv_out: [out_channels, block_out[0], 3, 3] */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -225,7 +231,7 @@ static kd_status conv_map(kd_backend *be, kd_arena *a, const kd_conv2d_layer *l,
 }
 
 static kd_status encode_impl(kd_backend *be, kd_movq *m, fmap x, float *latents, kd_err *e) {
-    kd_arena *a = &m->arena;
+    kd_arena *a = &m->base.arena;
     kd_arena_mark base = kd_arena_get_mark(a); /* x itself is the caller's buffer */
     KD_TRY(conv_map(be, a, &m->enc_conv_in, x, &x, e));
     for (int i = 0; i < m->n_levels; i++) {
@@ -243,7 +249,7 @@ static kd_status encode_impl(kd_backend *be, kd_movq *m, fmap x, float *latents,
 }
 
 static kd_status decode_impl(kd_backend *be, kd_movq *m, fmap z, float *image, kd_err *e) {
-    kd_arena *a = &m->arena;
+    kd_arena *a = &m->base.arena;
     movq_cond c = {z.d, z.C, z.H, z.W};
     fmap x;
     KD_TRY(conv_map(be, a, &m->post_quant_conv, z, &x, e));
@@ -301,30 +307,72 @@ static kd_status check_call(kd_ctx *ctx, kd_movq *m, const void *in, const void 
     return KD_OK;
 }
 
+static kd_status check_encode(const kd_movq *m, int height, int width, kd_err *e) {
+    int lh, lw;
+    kd_movq_latent_size(m, height, width, &lh, &lw);
+    if (lh < 1 || lw < 1) return kd_errf(e, KD_ERR_INVALID_ARG, "movq encode: image %d×%d is too small", width, height);
+    return KD_OK;
+}
+
+static kd_status check_decode(const kd_movq *m, int lat_h, int lat_w, kd_err *e) {
+    if ((int64_t)lat_h * kd_movq_downscale(m) > MOVQ_MAX_SIDE || (int64_t)lat_w * kd_movq_downscale(m) > MOVQ_MAX_SIDE)
+        return kd_errf(e, KD_ERR_INVALID_ARG, "movq decode: latents %d×%d decode to more than %d pixels per side", lat_w,
+                       lat_h, MOVQ_MAX_SIDE);
+    return KD_OK;
+}
+
+kd_status kd_movq_encode_be(kd_movq *m, kd_backend *be, const float *image, int batch, int height, int width,
+                            float *latents, kd_err *e) {
+    KD_TRY(check_encode(m, height, width, e));
+    fmap x = {(float *)image, batch, m->in_channels, height, width};
+    kd_status s = encode_impl(be, m, x, latents, e);
+    kd_arena_reset(&m->base.arena);
+    if (s != KD_OK) kd_err_prefix(e, "movq encode");
+    return s;
+}
+
+kd_status kd_movq_decode_be(kd_movq *m, kd_backend *be, const float *latents, int batch, int lat_h, int lat_w,
+                            float *image, kd_err *e) {
+    KD_TRY(check_decode(m, lat_h, lat_w, e));
+    fmap z = {(float *)latents, batch, m->latent_channels, lat_h, lat_w};
+    kd_status s = decode_impl(be, m, z, image, e);
+    kd_arena_reset(&m->base.arena);
+    if (s != KD_OK) kd_err_prefix(e, "movq decode");
+    return s;
+}
+
 kd_status kd_movq_encode(kd_ctx *ctx, kd_movq *m, const float *image, int batch, int height, int width,
                          float *latents) {
     KD_TRY(check_call(ctx, m, image, latents, batch, height, width, "movq encode"));
+    KD_TRY(check_encode(m, height, width, &ctx->err));
     int lh, lw;
     kd_movq_latent_size(m, height, width, &lh, &lw);
-    if (lh < 1 || lw < 1)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "movq encode: image %d×%d is too small", width, height);
-    fmap x = {(float *)image, batch, m->in_channels, height, width};
-    kd_status s = encode_impl(&ctx->be, m, x, latents, &ctx->err);
-    kd_arena_reset(&m->arena);
-    if (s != KD_OK) kd_err_prefix(&ctx->err, "movq encode");
+    size_t in_bytes = (size_t)batch * m->in_channels * height * width * sizeof(float);
+    size_t out_bytes = (size_t)batch * m->latent_channels * lh * lw * sizeof(float);
+    const void *x;
+    void *y;
+    kd_status s = kd_model_stage_in(&ctx->be, &m->base, image, in_bytes, &x, &ctx->err);
+    if (s == KD_OK) s = kd_model_stage_out(&ctx->be, &m->base, latents, out_bytes, &y, &ctx->err);
+    if (s == KD_OK) s = kd_movq_encode_be(m, &ctx->be, x, batch, height, width, y, &ctx->err);
+    if (s == KD_OK) s = kd_model_finish_out(&ctx->be, latents, y, out_bytes, &ctx->err);
+    kd_model_end_call(&m->base);
     return s;
 }
 
 kd_status kd_movq_decode(kd_ctx *ctx, kd_movq *m, const float *latents, int batch, int lat_h, int lat_w,
                          float *image) {
     KD_TRY(check_call(ctx, m, latents, image, batch, lat_h, lat_w, "movq decode"));
-    if ((int64_t)lat_h * kd_movq_downscale(m) > MOVQ_MAX_SIDE || (int64_t)lat_w * kd_movq_downscale(m) > MOVQ_MAX_SIDE)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "movq decode: latents %d×%d decode to more than %d pixels per side",
-                           lat_w, lat_h, MOVQ_MAX_SIDE);
-    fmap z = {(float *)latents, batch, m->latent_channels, lat_h, lat_w};
-    kd_status s = decode_impl(&ctx->be, m, z, image, &ctx->err);
-    kd_arena_reset(&m->arena);
-    if (s != KD_OK) kd_err_prefix(&ctx->err, "movq decode");
+    KD_TRY(check_decode(m, lat_h, lat_w, &ctx->err));
+    int f = kd_movq_downscale(m);
+    size_t in_bytes = (size_t)batch * m->latent_channels * lat_h * lat_w * sizeof(float);
+    size_t out_bytes = (size_t)batch * m->out_channels * (lat_h * f) * (lat_w * f) * sizeof(float);
+    const void *z;
+    void *y;
+    kd_status s = kd_model_stage_in(&ctx->be, &m->base, latents, in_bytes, &z, &ctx->err);
+    if (s == KD_OK) s = kd_model_stage_out(&ctx->be, &m->base, image, out_bytes, &y, &ctx->err);
+    if (s == KD_OK) s = kd_movq_decode_be(m, &ctx->be, z, batch, lat_h, lat_w, y, &ctx->err);
+    if (s == KD_OK) s = kd_model_finish_out(&ctx->be, image, y, out_bytes, &ctx->err);
+    kd_model_end_call(&m->base);
     return s;
 }
 
@@ -489,7 +537,7 @@ static kd_status read_config(kd_movq *m, const kd_config *cfg, kd_err *e) {
 }
 
 static kd_status load_all(kd_movq *m, kd_err *e) {
-    kd_weights *w = m->w;
+    kd_weights *w = m->base.w;
     int L = m->n_levels;
     int64_t top = m->block_out[L - 1];
     KD_TRY(kd_conv2d_layer_load(w, "encoder.conv_in", m->in_channels, m->block_out[0], 3, 1, 1, 1, &m->enc_conv_in, e));
@@ -507,50 +555,26 @@ static kd_status load_all(kd_movq *m, kd_err *e) {
     return kd_conv2d_layer_load(w, "decoder.conv_out", m->block_out[0], m->out_channels, 3, 1, 1, 1, &m->dec_conv_out, e);
 }
 
-kd_status kd_movq_load(kd_ctx *ctx, const char *path, kd_movq **out) {
-    if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!path || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "movq: NULL path or output");
-    *out = NULL;
-    kd_err *e = &ctx->err;
-    char cfg_path[4096];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
-    kd_config cfg;
-    kd_status s = kd_config_load(cfg_path, &cfg, e);
-    if (s != KD_OK) return s;
-    kd_movq *m = calloc(1, sizeof *m);
-    if (!m) {
-        kd_config_free(&cfg);
-        return kd_ctx_fail(ctx, KD_ERR_OOM, "movq: out of memory");
-    }
-    kd_arena_init(&m->arena, 0);
-    s = read_config(m, &cfg, e);
-    kd_config_free(&cfg);
-    if (s != KD_OK) {
-        kd_err_prefix(e, "%s", cfg_path);
-    } else {
-        s = kd_weights_open(path, &m->w, e);
-        if (s == KD_OK) s = load_all(m, e);
-    }
-    if (s != KD_OK) {
-        kd_movq_free(m);
-        return s;
-    }
-    *out = m;
-    return KD_OK;
-}
-
 static void block_free(movq_block *b) {
     free(b->resnets);
     free(b->attn);
 }
 
-void kd_movq_free(kd_movq *m) {
-    if (!m) return;
+static void free_layers(void *model) {
+    kd_movq *m = model;
     for (int i = 0; i < MOVQ_MAX_LEVELS; i++) {
         block_free(&m->down[i]);
         block_free(&m->up[i]);
     }
-    kd_weights_close(m->w);
-    kd_arena_free(&m->arena);
-    free(m);
+}
+
+static kd_status read_config_any(void *model, const kd_config *cfg, kd_err *e) { return read_config(model, cfg, e); }
+static kd_status load_all_any(void *model, kd_err *e) { return load_all(model, e); }
+
+static const kd_model_kind movq_kind = {"movq", sizeof(kd_movq), read_config_any, load_all_any, free_layers};
+
+void kd_movq_free(kd_movq *m) { kd_model_free(m, &movq_kind); }
+
+kd_status kd_movq_load(kd_ctx *ctx, const char *path, kd_movq **out) {
+    return kd_model_load(ctx, path, &movq_kind, (void **)out);
 }

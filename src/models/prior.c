@@ -9,20 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/ctx.h"
-#include "io/config.h"
+#include "models/model.h"
+#include "models/prior.h"
 #include "nn/transformer.h"
 
 struct kd_prior {
+    kd_model_base base;
     int64_t E, D, heads, head_dim, layers, n_text, n_extra, seq;
-    kd_linear_layer time_linear_1, time_linear_2, proj_in, embedding_proj, ehs_proj, proj_out;
-    float *positional_embedding; /* [seq, D] */
-    float *prd_embedding;        /* [D] */
-    float *clip_mean, *clip_std; /* [E] */
-    kd_tf_layer *blocks;
-    kd_norm_layer norm_out;
-    kd_weights *w;
-    kd_arena arena;
+    kd_linear_layer time_linear_1, time_linear_2; /* time_embedding: [D, D] each */
+    kd_linear_layer proj_in;                      /* [D, E] (x_t) */
+    kd_linear_layer embedding_proj;               /* [D, E] (text_embeds) */
+    kd_linear_layer ehs_proj;                     /* encoder_hidden_states_proj: [D, E] */
+    kd_linear_layer proj_out;                     /* proj_to_clip_embeddings: [E, D] */
+    float *positional_embedding;                  /* [1, seq, D] */
+    float *prd_embedding;                         /* [1, 1, D] */
+    float *clip_mean, *clip_std;                  /* [1, E] */
+    kd_tf_layer *blocks;                          /* transformer_blocks, D wide, 4·D feed-forward */
+    kd_norm_layer norm_out;                       /* LayerNorm(D) */
 };
 
 int kd_prior_embed_dim(const kd_prior *p) { return (int)p->E; }
@@ -67,7 +70,7 @@ static kd_status read_config(kd_prior *p, const kd_config *cfg, kd_err *e) {
 }
 
 static kd_status load_weights(kd_prior *p, kd_err *e) {
-    kd_weights *w = p->w;
+    kd_weights *w = p->base.w;
     int64_t D = p->D, E = p->E;
     KD_TRY(kd_linear_layer_load(w, "time_embedding.linear_1", D, D, 1, &p->time_linear_1, e));
     KD_TRY(kd_linear_layer_load(w, "time_embedding.linear_2", D, D, 1, &p->time_linear_2, e));
@@ -89,40 +92,16 @@ static kd_status load_weights(kd_prior *p, kd_err *e) {
     return kd_linear_layer_load(w, "proj_to_clip_embeddings", D, E, 1, &p->proj_out, e);
 }
 
-void kd_prior_free(kd_prior *p) {
-    if (!p) return;
-    free(p->blocks);
-    kd_weights_close(p->w);
-    kd_arena_free(&p->arena);
-    free(p);
-}
+static void free_layers(void *model) { free(((kd_prior *)model)->blocks); }
+static kd_status read_config_any(void *model, const kd_config *cfg, kd_err *e) { return read_config(model, cfg, e); }
+static kd_status load_weights_any(void *model, kd_err *e) { return load_weights(model, e); }
+
+static const kd_model_kind prior_kind = {"prior", sizeof(kd_prior), read_config_any, load_weights_any, free_layers};
+
+void kd_prior_free(kd_prior *p) { kd_model_free(p, &prior_kind); }
 
 kd_status kd_prior_load(kd_ctx *ctx, const char *path, kd_prior **out) {
-    if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!path || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior: NULL path or output");
-    *out = NULL;
-    kd_err *e = &ctx->err;
-    char cfg_path[4096];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
-    kd_config cfg;
-    KD_TRY(kd_config_load(cfg_path, &cfg, e));
-    kd_prior *p = calloc(1, sizeof *p);
-    if (!p) {
-        kd_config_free(&cfg);
-        return kd_ctx_fail(ctx, KD_ERR_OOM, "prior: out of memory");
-    }
-    kd_arena_init(&p->arena, 0);
-    kd_status s = read_config(p, &cfg, e);
-    kd_config_free(&cfg);
-    if (s != KD_OK) kd_err_prefix(e, "%s", cfg_path);
-    if (s == KD_OK) s = kd_weights_open(path, &p->w, e);
-    if (s == KD_OK) s = load_weights(p, e);
-    if (s != KD_OK) {
-        kd_prior_free(p);
-        return s;
-    }
-    *out = p;
-    return KD_OK;
+    return kd_model_load(ctx, path, &prior_kind, (void **)out);
 }
 
 /* Additive mask [B, S, S] for Nt text tokens (S = Nt + 4): padding of text keys and the causal
@@ -137,13 +116,15 @@ static void build_mask(const int32_t *text_mask, int64_t B, int64_t Nt, int64_t 
             }
 }
 
-/* Nt ≤ n_text text tokens: the first Nt positions of the full layout, then the four extra tokens
- * at their usual positions n_text .. n_text + 3. */
+/* out[B, E] (predicted x0) from x_t[B, E], proj_embedding[B, E], ehs[B, Nt, E] (backend memory),
+ * timesteps[B] and text_mask[B, Nt] (host; NULL = no mask). Nt ≤ n_text text tokens: the first Nt
+ * positions of the full layout, then the four extra tokens at their usual positions
+ * n_text .. n_text + 3. */
 static kd_status forward_impl(kd_prior *p, kd_backend *be, const float *x_t, const float *timesteps,
                               const float *proj_embedding, const float *ehs, const int32_t *text_mask, int64_t B,
                               int64_t Nt, float *out, kd_err *e) {
     int64_t D = p->D, S = Nt + p->n_extra;
-    kd_arena *a = &p->arena;
+    kd_arena *a = &p->base.arena;
     float *tok = kd_arena_floats(a, (size_t)(B * S * D), e);
     float *sin_emb = tok ? kd_arena_floats(a, (size_t)(B * D), e) : NULL;
     float *h = sin_emb ? kd_arena_floats(a, (size_t)(B * D), e) : NULL;
@@ -155,7 +136,7 @@ static kd_status forward_impl(kd_prior *p, kd_backend *be, const float *x_t, con
         KD_TRY(kd_linear_layer_forward(be, &p->ehs_proj, tb, ehs + b * Nt * p->E, Nt, e));
         KD_TRY(kd_linear_layer_forward(be, &p->embedding_proj, tb + Nt * D, proj_embedding + b * p->E, 1, e));
         KD_TRY(kd_linear_layer_forward(be, &p->proj_in, tb + (Nt + 2) * D, x_t + b * p->E, 1, e));
-        memcpy(tb + (Nt + 3) * D, p->prd_embedding, (size_t)D * sizeof(float));
+        KD_TRY(kd_copy(be, tb + (Nt + 3) * D, p->prd_embedding, (size_t)D * sizeof(float), e));
     }
     KD_TRY(kd_timestep_embedding(be, sin_emb, timesteps, B, (int)D, 1, 0.0f, 10000.0f, e));
     KD_TRY(kd_linear_layer_forward(be, &p->time_linear_1, h, sin_emb, B, e));
@@ -170,15 +151,39 @@ static kd_status forward_impl(kd_prior *p, kd_backend *be, const float *x_t, con
     }
 
     kd_tf_mask m = {0};
-    if (text_mask) {
-        build_mask(text_mask, B, Nt, S, mask);
+    if (text_mask) { /* built on the host, then moved to the backend */
+        float *hm = kd_model_host_scratch(&p->base, (size_t)(B * S * S) * sizeof(float), e);
+        if (!hm) return KD_ERR_OOM;
+        build_mask(text_mask, B, Nt, S, hm);
+        KD_TRY(kd_upload(be, mask, hm, (size_t)(B * S * S) * sizeof(float), e));
         m = (kd_tf_mask){.add = mask, .bstride = S * S, .qstride = S};
     }
     for (int64_t i = 0; i < p->layers; i++) KD_TRY(kd_tf_layer_forward(be, a, &p->blocks[i], tok, B, S, &m, e));
     for (int64_t b = 0; b < B; b++)
         KD_TRY(kd_layer_norm(be, last + b * D, tok + (b * S + S - 1) * D, 1, D, p->norm_out.eps, p->norm_out.weight,
-                      p->norm_out.bias, e));
+                             p->norm_out.bias, e));
     return kd_linear_layer_forward(be, &p->proj_out, out, last, B, e);
+}
+
+static kd_status check_args(const kd_prior *p, const float *x_t, const float *timesteps, const float *proj_embedding,
+                            const float *ehs, int text_len, int batch, const float *out, kd_err *e) {
+    if (!p || !x_t || !timesteps || !proj_embedding || !ehs || !out)
+        return kd_errf(e, KD_ERR_INVALID_ARG, "prior: NULL argument");
+    if (batch < 1 || batch > 4096) return kd_errf(e, KD_ERR_INVALID_ARG, "prior: batch %d", batch);
+    if (text_len < 1 || text_len > p->n_text)
+        return kd_errf(e, KD_ERR_INVALID_ARG, "prior: %d text tokens (1..%lld)", text_len, (long long)p->n_text);
+    return KD_OK;
+}
+
+kd_status kd_prior_forward_be(kd_prior *p, kd_backend *be, const float *x_t, const float *timesteps,
+                              const float *proj_embedding, const float *encoder_hidden_states,
+                              const int32_t *attention_mask, int text_len, int batch, float *out, kd_err *e) {
+    KD_TRY(check_args(p, x_t, timesteps, proj_embedding, encoder_hidden_states, text_len, batch, out, e));
+    kd_status s = forward_impl(p, be, x_t, timesteps, proj_embedding, encoder_hidden_states, attention_mask, batch,
+                               text_len, out, e);
+    kd_arena_reset(&p->base.arena);
+    if (s != KD_OK) kd_err_prefix(e, "prior");
+    return s;
 }
 
 kd_status kd_prior_forward(kd_ctx *ctx, kd_prior *p, const float *x_t, const float *timesteps,
@@ -194,15 +199,19 @@ kd_status kd_prior_forward_text(kd_ctx *ctx, kd_prior *p, const float *x_t, cons
                                 const float *proj_embedding, const float *encoder_hidden_states,
                                 const int32_t *attention_mask, int text_len, int batch, float *out) {
     if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!p || !x_t || !timesteps || !proj_embedding || !encoder_hidden_states || !out)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior: NULL argument");
-    if (batch < 1 || batch > 4096) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior: batch %d", batch);
-    if (text_len < 1 || text_len > p->n_text)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior: %d text tokens (1..%lld)", text_len, (long long)p->n_text);
-    kd_status s = forward_impl(p, &ctx->be, x_t, timesteps, proj_embedding, encoder_hidden_states, attention_mask,
-                               batch, text_len, out, &ctx->err);
-    kd_arena_reset(&p->arena);
-    if (s != KD_OK) kd_err_prefix(&ctx->err, "prior");
+    kd_backend *be = &ctx->be;
+    kd_err *e = &ctx->err;
+    KD_TRY(check_args(p, x_t, timesteps, proj_embedding, encoder_hidden_states, text_len, batch, out, e));
+    size_t row = (size_t)p->E * sizeof(float);
+    const void *x, *pe, *ehs;
+    void *y;
+    kd_status s = kd_model_stage_in(be, &p->base, x_t, batch * row, &x, e);
+    if (s == KD_OK) s = kd_model_stage_in(be, &p->base, proj_embedding, batch * row, &pe, e);
+    if (s == KD_OK) s = kd_model_stage_in(be, &p->base, encoder_hidden_states, (size_t)batch * text_len * row, &ehs, e);
+    if (s == KD_OK) s = kd_model_stage_out(be, &p->base, out, batch * row, &y, e);
+    if (s == KD_OK) s = kd_prior_forward_be(p, be, x, timesteps, pe, ehs, attention_mask, text_len, batch, y, e);
+    if (s == KD_OK) s = kd_model_finish_out(be, out, y, batch * row, e);
+    kd_model_end_call(&p->base);
     return s;
 }
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/ctx.h"
-#include "io/config.h"
+#include "models/model.h"
+#include "models/unet.h"
 #include "nn/layers.h"
 
 #define UNET_MAX_LEVELS 8
@@ -23,17 +23,24 @@
 enum add_type { ADD_TEXT_IMAGE, ADD_IMAGE, ADD_IMAGE_HINT };
 enum hid_type { HID_TEXT_IMAGE_PROJ, HID_IMAGE_PROJ };
 
+/* ResnetBlock2D (time_embedding_norm "scale_shift"); up/down: ResnetUpsampleBlock2D's and
+ * ResnetDownsampleBlock2D's resampling ResNets (nearest ×2 / avg-pool inside). */
 typedef struct unet_resnet {
-    kd_norm_layer norm1, norm2;
-    kd_conv2d_layer conv1, conv2, conv_shortcut;
-    kd_linear_layer time_emb_proj; /* T → 2·cout (scale, shift) */
+    kd_norm_layer norm1;           /* GroupNorm(cin) */
+    kd_conv2d_layer conv1;         /* [cout, cin, 3, 3] */
+    kd_linear_layer time_emb_proj; /* [2·cout, T]: (scale, shift) */
+    kd_norm_layer norm2;           /* GroupNorm(cout) */
+    kd_conv2d_layer conv2;         /* [cout, cout, 3, 3] */
+    kd_conv2d_layer conv_shortcut; /* [cout, cin, 1, 1] when cin != cout */
     int has_shortcut, up, down;
     int64_t cin, cout;
 } unet_resnet;
 
+/* Attention with AttnAddedKVProcessor (SimpleCrossAttn blocks, mid block). */
 typedef struct unet_attn {
-    kd_norm_layer group_norm;
-    kd_linear_layer to_q, to_k, to_v, add_k_proj, add_v_proj, to_out;
+    kd_norm_layer group_norm;                 /* GroupNorm(C) */
+    kd_linear_layer to_q, to_k, to_v, to_out; /* [C, C] each (to_out = to_out.0) */
+    kd_linear_layer add_k_proj, add_v_proj;   /* [C, cross_attention_dim] */
     int64_t C;
     int heads, head_dim;
 } unet_attn;
@@ -46,30 +53,50 @@ typedef struct unet_block {
     unet_resnet sampler;
 } unet_block;
 
+/* time_embedding: TimestepEmbedding(block_out[0] → T) */
+typedef struct unet_time_embedding {
+    kd_linear_layer linear_1; /* [T, block_out[0]] */
+    kd_linear_layer linear_2; /* [T, T] */
+} unet_time_embedding;
+
+/* add_embedding: TextImageTimeEmbedding (2.1, "text_image"), ImageTimeEmbedding (2.2, "image") or
+ * ImageHintTimeEmbedding (ControlNet, "image_hint"). */
+typedef struct unet_add_embedding {
+    kd_linear_layer text_proj;  /* 2.1: [T, cross_attention_dim] */
+    kd_norm_layer text_norm;    /* 2.1: LayerNorm(T) */
+    kd_linear_layer image_proj; /* [T, cross_attention_dim] (2.1) or [T, encoder_hid_dim] */
+    kd_norm_layer image_norm;   /* 2.2 / ControlNet: LayerNorm(T) */
+    kd_conv2d_layer input_hint_block[HINT_CONVS]; /* ControlNet: 3 → 16 → … → 256 → 4 channels, ÷8 */
+} unet_add_embedding;
+
+/* encoder_hid_proj: TextImageProjection (2.1, "text_image_proj") or ImageProjection (2.2,
+ * "image_proj") — the context tokens of the added-KV attentions. */
+typedef struct unet_encoder_hid_proj {
+    kd_linear_layer image_embeds; /* [n_image_tokens·D, E] (D = cross_attention_dim) */
+    kd_linear_layer text_proj;    /* 2.1: [D, encoder_hid_dim] */
+    kd_norm_layer norm;           /* 2.2: LayerNorm(D) */
+    int n_image_tokens;           /* context tokens made from the image embedding (10 for 2.1, 32 for 2.2) */
+} unet_encoder_hid_proj;
+
 struct kd_unet {
+    kd_model_base base;
     /* config */
     int64_t in_channels, out_channels, cross_dim, hid_dim, time_dim, block_out[UNET_MAX_LEVELS];
     int n_levels, layers_per_block, head_dim, groups, flip_sin_to_cos;
     float eps, freq_shift;
     enum add_type add;
     enum hid_type hid;
-    int n_image_tokens; /* context tokens made from the image embedding (10 for 2.1, 32 for 2.2) */
     int down_attn[UNET_MAX_LEVELS], up_attn[UNET_MAX_LEVELS];
     /* weights */
-    kd_linear_layer time_linear_1, time_linear_2;
-    kd_linear_layer add_text_proj, add_image_proj;
-    kd_norm_layer add_text_norm, add_image_norm;
-    kd_conv2d_layer hint[HINT_CONVS];
-    kd_linear_layer hid_image_embeds, hid_text_proj;
-    kd_norm_layer hid_norm;
-    kd_conv2d_layer conv_in, conv_out;
-    kd_norm_layer conv_norm_out;
+    unet_time_embedding time_embedding;
+    unet_add_embedding add_embedding;
+    unet_encoder_hid_proj encoder_hid_proj;
+    kd_conv2d_layer conv_in;                           /* [block_out[0], in_channels, 3, 3] */
     unet_block down[UNET_MAX_LEVELS], up[UNET_MAX_LEVELS];
-    unet_resnet mid_res[2];
-    unet_attn mid_attn;
-
-    kd_weights *w;
-    kd_arena arena;
+    unet_resnet mid_res[2];                            /* mid_block.resnets */
+    unet_attn mid_attn;                                /* mid_block.attentions.0 */
+    kd_norm_layer conv_norm_out;                       /* GroupNorm(block_out[0]) */
+    kd_conv2d_layer conv_out;                          /* [out_channels, block_out[0], 3, 3] */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -93,6 +120,7 @@ typedef struct step_ctx {
 
 static float *alloc_f(kd_arena *a, int64_t n, kd_err *e) { return kd_arena_floats(a, (size_t)n, e); }
 
+/* x[B, cin, H, W] → out[B, cout, H', W'] (H' = 2H / H/2 / H for up / down / plain). */
 static kd_status resnet_forward(const step_ctx *s, const kd_unet *u, const unet_resnet *r, fmap x, fmap *out) {
     kd_backend *be = s->be;
     kd_err *e = s->e;
@@ -135,7 +163,8 @@ static kd_status resnet_forward(const step_ctx *s, const kd_unet *u, const unet_
     return KD_OK;
 }
 
-/* Added-KV attention: keys/values = [add_k/v_proj(ctx) ; to_k/v(GN(x))], residual. */
+/* Added-KV attention, x[B, C, H, W] → out[B, C, H, W]: keys/values = [add_k/v_proj(ctx) ;
+ * to_k/v(GN(x))] with ctx[B, L, cross_dim], plus the residual. */
 static kd_status attn_forward(const step_ctx *s, const unet_attn *at, fmap x, fmap *out) {
     kd_backend *be = s->be;
     kd_err *e = s->e;
@@ -168,7 +197,8 @@ static kd_status attn_forward(const step_ctx *s, const unet_attn *at, fmap x, fm
     return KD_OK;
 }
 
-/* emb[B, T] = time_embedding(sinusoid(t)) + add_embedding(...); returns SiLU(emb) for the
+/* emb[B, T] = time_embedding(sinusoid(t[B])) + add_embedding(image_embeds[B, E] (+ 2.1 text_embeds
+ * [B, cross_dim])); returns SiLU(emb) for the
  * ResNets' time projections (they all apply SiLU first). */
 static kd_status embeddings(const kd_unet *u, kd_backend *be, kd_arena *a, int64_t B, const kd_unet_cond *c,
                             float **semb_out, kd_err *e) {
@@ -177,17 +207,17 @@ static kd_status embeddings(const kd_unet *u, kd_backend *be, kd_arena *a, int64
     float *emb = h ? alloc_f(a, B * T, e) : NULL, *aug = emb ? alloc_f(a, B * T, e) : NULL;
     if (!aug) return KD_ERR_OOM;
     KD_TRY(kd_timestep_embedding(be, sin_emb, c->timesteps, B, (int)C0, u->flip_sin_to_cos, u->freq_shift, 10000.0f, e));
-    KD_TRY(kd_linear_layer_forward(be, &u->time_linear_1, h, sin_emb, B, e));
+    KD_TRY(kd_linear_layer_forward(be, &u->time_embedding.linear_1, h, sin_emb, B, e));
     KD_TRY(kd_silu(be, h, h, B * T, e));
-    KD_TRY(kd_linear_layer_forward(be, &u->time_linear_2, emb, h, B, e));
+    KD_TRY(kd_linear_layer_forward(be, &u->time_embedding.linear_2, emb, h, B, e));
     if (u->add == ADD_TEXT_IMAGE) {
-        KD_TRY(kd_linear_layer_forward(be, &u->add_text_proj, aug, c->text_embeds, B, e));
-        KD_TRY(kd_layer_norm(be, aug, aug, B, T, u->add_text_norm.eps, u->add_text_norm.weight, u->add_text_norm.bias, e));
+        KD_TRY(kd_linear_layer_forward(be, &u->add_embedding.text_proj, aug, c->text_embeds, B, e));
+        KD_TRY(kd_layer_norm(be, aug, aug, B, T, u->add_embedding.text_norm.eps, u->add_embedding.text_norm.weight, u->add_embedding.text_norm.bias, e));
         KD_TRY(kd_add(be, emb, emb, aug, B * T, e));
-        KD_TRY(kd_linear_layer_forward(be, &u->add_image_proj, aug, c->image_embeds, B, e));
+        KD_TRY(kd_linear_layer_forward(be, &u->add_embedding.image_proj, aug, c->image_embeds, B, e));
     } else {
-        KD_TRY(kd_linear_layer_forward(be, &u->add_image_proj, aug, c->image_embeds, B, e));
-        KD_TRY(kd_layer_norm(be, aug, aug, B, T, u->add_image_norm.eps, u->add_image_norm.weight, u->add_image_norm.bias, e));
+        KD_TRY(kd_linear_layer_forward(be, &u->add_embedding.image_proj, aug, c->image_embeds, B, e));
+        KD_TRY(kd_layer_norm(be, aug, aug, B, T, u->add_embedding.image_norm.eps, u->add_embedding.image_norm.weight, u->add_embedding.image_norm.bias, e));
     }
     KD_TRY(kd_add(be, emb, emb, aug, B * T, e));
     KD_TRY(kd_silu(be, emb, emb, B * T, e));
@@ -195,20 +225,21 @@ static kd_status embeddings(const kd_unet *u, kd_backend *be, kd_arena *a, int64
     return KD_OK;
 }
 
-/* Context tokens [B, L, cross_dim] for the added-KV attentions. */
+/* Context tokens ctx[B, L, cross_dim] for the added-KV attentions from image_embeds[B, E] (and, 2.1,
+ * encoder_hidden_states[B, text_len, hid_dim]): L = n_image_tokens (+ text_len). */
 static kd_status context(const kd_unet *u, kd_backend *be, kd_arena *a, int64_t B, const kd_unet_cond *c,
                          float **ctx_out, int64_t *len_out, kd_err *e) {
-    int64_t D = u->cross_dim, Ni = u->n_image_tokens;
+    int64_t D = u->cross_dim, Ni = u->encoder_hid_proj.n_image_tokens;
     int64_t Lt = u->hid == HID_TEXT_IMAGE_PROJ ? c->text_len : 0, L = Ni + Lt;
     float *img = alloc_f(a, B * Ni * D, e), *ctx = img ? alloc_f(a, B * L * D, e) : NULL;
     if (!ctx) return KD_ERR_OOM;
-    KD_TRY(kd_linear_layer_forward(be, &u->hid_image_embeds, img, c->image_embeds, B, e)); /* [B, Ni·D] */
+    KD_TRY(kd_linear_layer_forward(be, &u->encoder_hid_proj.image_embeds, img, c->image_embeds, B, e)); /* [B, Ni·D] */
     if (u->hid == HID_IMAGE_PROJ) {
-        KD_TRY(kd_layer_norm(be, ctx, img, B * Ni, D, u->hid_norm.eps, u->hid_norm.weight, u->hid_norm.bias, e));
+        KD_TRY(kd_layer_norm(be, ctx, img, B * Ni, D, u->encoder_hid_proj.norm.eps, u->encoder_hid_proj.norm.weight, u->encoder_hid_proj.norm.bias, e));
     } else {
         float *txt = alloc_f(a, B * Lt * D, e);
         if (!txt) return KD_ERR_OOM;
-        KD_TRY(kd_linear_layer_forward(be, &u->hid_text_proj, txt, c->encoder_hidden_states, B * Lt, e));
+        KD_TRY(kd_linear_layer_forward(be, &u->encoder_hid_proj.text_proj, txt, c->encoder_hidden_states, B * Lt, e));
         KD_TRY(kd_concat_dim1(be, ctx, img, Ni, txt, Lt, B, D, e)); /* image tokens first, then text */
     }
     *ctx_out = ctx;
@@ -216,12 +247,13 @@ static kd_status context(const kd_unet *u, kd_backend *be, kd_arena *a, int64_t 
     return KD_OK;
 }
 
-/* ImageHintTimeEmbedding.input_hint_block: 8 convs, SiLU between, three of them stride 2. */
+/* ImageHintTimeEmbedding.input_hint_block, hint[B, 3, H, W] → out[B, 4, H/8, W/8]: 8 convs, SiLU
+ * between, three of them stride 2. */
 static kd_status hint_features(const kd_unet *u, kd_backend *be, kd_arena *a, const float *hint, int64_t B,
                                int64_t H, int64_t W, fmap *out, kd_err *e) {
     fmap x = {(float *)hint, B, 3, H, W};
     for (int i = 0; i < HINT_CONVS; i++) {
-        const kd_conv2d_layer *l = &u->hint[i];
+        const kd_conv2d_layer *l = &u->add_embedding.input_hint_block[i];
         int64_t Ho, Wo;
         kd_conv2d_layer_out_size(l, x.H, x.W, &Ho, &Wo);
         float *y = alloc_f(a, B * l->cout * Ho * Wo, e);
@@ -236,6 +268,7 @@ static kd_status hint_features(const kd_unet *u, kd_backend *be, kd_arena *a, co
 
 #define MAX_SKIPS (1 + UNET_MAX_LEVELS * 65)
 
+/* x[B, in_channels, h, w] → out[B, out_channels, h, w]: conv_in, down, mid, up (with skips), out. */
 static kd_status body(const step_ctx *s, const kd_unet *u, fmap x, float *out) {
     kd_backend *be = s->be;
     kd_err *e = s->e;
@@ -281,9 +314,10 @@ static kd_status body(const step_ctx *s, const kd_unet *u, fmap x, float *out) {
     return kd_conv2d_layer_forward(be, &u->conv_out, out, t, x.B, x.H, x.W, e);
 }
 
+/* out[B, out_channels, h, w] from sample[B, sample_channels, h, w]; conditioning as kd_unet_cond. */
 static kd_status forward_impl(kd_unet *u, kd_backend *be, const float *sample, int64_t B, int64_t h, int64_t w,
                               const kd_unet_cond *c, float *out, kd_err *e) {
-    kd_arena *a = &u->arena;
+    kd_arena *a = &u->base.arena;
     step_ctx s = {be, a, NULL, NULL, 0, e};
     float *semb, *ctx;
     KD_TRY(embeddings(u, be, a, B, c, &semb, e));
@@ -306,7 +340,7 @@ static kd_status forward_impl(kd_unet *u, kd_backend *be, const float *sample, i
 }
 
 /* ---------------------------------------------------------------------------------------------
- * public API: queries and forward
+ * queries and forward (internal on backend buffers, public on host buffers)
  * ------------------------------------------------------------------------------------------- */
 
 int kd_unet_sample_channels(const kd_unet *u) {
@@ -318,30 +352,70 @@ int kd_unet_has_hint(const kd_unet *u) { return u->add == ADD_IMAGE_HINT; }
 int kd_unet_image_embed_dim(const kd_unet *u) {
     return (int)(u->add == ADD_TEXT_IMAGE ? u->cross_dim : u->hid_dim);
 }
+int kd_unet_text_embed_dim(const kd_unet *u) { return u->add == ADD_TEXT_IMAGE ? (int)u->cross_dim : 0; }
+int kd_unet_text_hidden_dim(const kd_unet *u) { return u->add == ADD_TEXT_IMAGE ? (int)u->hid_dim : 0; }
 
 #define UNET_MAX_SIDE 1024 /* latent side: 8192 pixels */
 #define UNET_MAX_TEXT 4096
 
+static kd_status check_args(const kd_unet *u, const float *sample, int batch, int h, int w, const kd_unet_cond *c,
+                            const float *out, kd_err *e) {
+    if (!u || !sample || !c || !out || !c->timesteps || !c->image_embeds)
+        return kd_errf(e, KD_ERR_INVALID_ARG, "unet: NULL model, sample, output, timesteps or image_embeds");
+    int mult = kd_unet_size_multiple(u);
+    if (batch < 1 || h < 1 || w < 1 || h > UNET_MAX_SIDE || w > UNET_MAX_SIDE || h % mult || w % mult)
+        return kd_errf(e, KD_ERR_INVALID_ARG,
+                       "unet: latent batch %d × %d × %d: sides must be multiples of %d in 1..%d, batch >= 1", batch, h,
+                       w, mult, UNET_MAX_SIDE);
+    if (u->add == ADD_TEXT_IMAGE &&
+        (!c->text_embeds || !c->encoder_hidden_states || c->text_len < 1 || c->text_len > UNET_MAX_TEXT))
+        return kd_errf(e, KD_ERR_INVALID_ARG,
+                       "unet (2.1 text_image): text_embeds and encoder_hidden_states with 1..%d tokens are required",
+                       UNET_MAX_TEXT);
+    if (u->add == ADD_IMAGE_HINT && !c->hint)
+        return kd_errf(e, KD_ERR_INVALID_ARG, "unet (ControlNet image_hint): a hint image is required");
+    return KD_OK;
+}
+
+kd_status kd_unet_forward_be(kd_unet *u, kd_backend *be, const float *sample, int batch, int h, int w,
+                             const kd_unet_cond *c, float *out, kd_err *e) {
+    KD_TRY(check_args(u, sample, batch, h, w, c, out, e));
+    kd_status s = forward_impl(u, be, sample, batch, h, w, c, out, e);
+    kd_arena_reset(&u->base.arena);
+    if (s != KD_OK) kd_err_prefix(e, "unet forward");
+    return s;
+}
+
 kd_status kd_unet_forward(kd_ctx *ctx, kd_unet *u, const float *sample, int batch, int h, int w,
                           const kd_unet_cond *c, float *out) {
     if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!u || !sample || !c || !out || !c->timesteps || !c->image_embeds)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "unet: NULL model, sample, output, timesteps or image_embeds");
-    int mult = kd_unet_size_multiple(u);
-    if (batch < 1 || h < 1 || w < 1 || h > UNET_MAX_SIDE || w > UNET_MAX_SIDE || h % mult || w % mult)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
-                           "unet: latent batch %d × %d × %d: sides must be multiples of %d in 1..%d, batch >= 1", batch,
-                           h, w, mult, UNET_MAX_SIDE);
-    if (u->add == ADD_TEXT_IMAGE && (!c->text_embeds || !c->encoder_hidden_states || c->text_len < 1 ||
-                                     c->text_len > UNET_MAX_TEXT))
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
-                           "unet (2.1 text_image): text_embeds and encoder_hidden_states with 1..%d tokens are required",
-                           UNET_MAX_TEXT);
-    if (u->add == ADD_IMAGE_HINT && !c->hint)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "unet (ControlNet image_hint): a hint image is required");
-    kd_status s = forward_impl(u, &ctx->be, sample, batch, h, w, c, out, &ctx->err);
-    kd_arena_reset(&u->arena);
-    if (s != KD_OK) kd_err_prefix(&ctx->err, "unet forward");
+    kd_backend *be = &ctx->be;
+    kd_err *e = &ctx->err;
+    KD_TRY(check_args(u, sample, batch, h, w, c, out, e));
+    size_t hw = (size_t)h * w, f = sizeof(float);
+    const void *x, *img, *txt, *ehs, *hint;
+    void *y;
+    kd_unet_cond dc = *c;
+    kd_status s = kd_model_stage_in(be, &u->base, sample, (size_t)batch * kd_unet_sample_channels(u) * hw * f, &x, e);
+    if (s == KD_OK)
+        s = kd_model_stage_in(be, &u->base, c->image_embeds, (size_t)batch * kd_unet_image_embed_dim(u) * f, &img, e);
+    if (s == KD_OK && u->add == ADD_TEXT_IMAGE)
+        s = kd_model_stage_in(be, &u->base, c->text_embeds, (size_t)batch * u->cross_dim * f, &txt, e);
+    if (s == KD_OK && u->add == ADD_TEXT_IMAGE)
+        s = kd_model_stage_in(be, &u->base, c->encoder_hidden_states, (size_t)batch * c->text_len * u->hid_dim * f,
+                              &ehs, e);
+    if (s == KD_OK && u->add == ADD_IMAGE_HINT)
+        s = kd_model_stage_in(be, &u->base, c->hint, (size_t)batch * 3 * 64 * hw * f, &hint, e);
+    size_t out_bytes = (size_t)batch * u->out_channels * hw * f;
+    if (s == KD_OK) s = kd_model_stage_out(be, &u->base, out, out_bytes, &y, e);
+    if (s == KD_OK) {
+        dc.image_embeds = img;
+        if (u->add == ADD_TEXT_IMAGE) dc.text_embeds = txt, dc.encoder_hidden_states = ehs;
+        if (u->add == ADD_IMAGE_HINT) dc.hint = hint;
+        s = kd_unet_forward_be(u, be, x, batch, h, w, &dc, y, e);
+    }
+    if (s == KD_OK) s = kd_model_finish_out(be, out, y, out_bytes, e);
+    kd_model_end_call(&u->base);
     return s;
 }
 
@@ -431,15 +505,15 @@ static kd_status up_load(kd_weights *w, kd_unet *u, int i, kd_err *e) {
 
 static kd_status embeddings_load(kd_weights *w, kd_unet *u, kd_err *e) {
     int64_t T = u->time_dim, D = u->cross_dim, H = u->hid_dim;
-    KD_TRY(kd_linear_layer_load(w, "time_embedding.linear_1", u->block_out[0], T, 1, &u->time_linear_1, e));
-    KD_TRY(kd_linear_layer_load(w, "time_embedding.linear_2", T, T, 1, &u->time_linear_2, e));
+    KD_TRY(kd_linear_layer_load(w, "time_embedding.linear_1", u->block_out[0], T, 1, &u->time_embedding.linear_1, e));
+    KD_TRY(kd_linear_layer_load(w, "time_embedding.linear_2", T, T, 1, &u->time_embedding.linear_2, e));
     if (u->add == ADD_TEXT_IMAGE) {
-        KD_TRY(kd_linear_layer_load(w, "add_embedding.text_proj", D, T, 1, &u->add_text_proj, e));
-        KD_TRY(kd_layer_norm_layer_load(w, "add_embedding.text_norm", T, LN_EPS, &u->add_text_norm, e));
-        KD_TRY(kd_linear_layer_load(w, "add_embedding.image_proj", D, T, 1, &u->add_image_proj, e));
+        KD_TRY(kd_linear_layer_load(w, "add_embedding.text_proj", D, T, 1, &u->add_embedding.text_proj, e));
+        KD_TRY(kd_layer_norm_layer_load(w, "add_embedding.text_norm", T, LN_EPS, &u->add_embedding.text_norm, e));
+        KD_TRY(kd_linear_layer_load(w, "add_embedding.image_proj", D, T, 1, &u->add_embedding.image_proj, e));
     } else {
-        KD_TRY(kd_linear_layer_load(w, "add_embedding.image_proj", H, T, 1, &u->add_image_proj, e));
-        KD_TRY(kd_layer_norm_layer_load(w, "add_embedding.image_norm", T, LN_EPS, &u->add_image_norm, e));
+        KD_TRY(kd_linear_layer_load(w, "add_embedding.image_proj", H, T, 1, &u->add_embedding.image_proj, e));
+        KD_TRY(kd_layer_norm_layer_load(w, "add_embedding.image_norm", T, LN_EPS, &u->add_embedding.image_norm, e));
     }
     if (u->add == ADD_IMAGE_HINT) {
         static const int ch[HINT_CONVS + 1] = {3, 16, 16, 32, 32, 96, 96, 256, 4};
@@ -447,22 +521,22 @@ static kd_status embeddings_load(kd_weights *w, kd_unet *u, kd_err *e) {
         char buf[KD_NAME_MAX];
         for (int i = 0; i < HINT_CONVS; i++)
             KD_TRY(kd_conv2d_layer_load(w, kd_namef(buf, "add_embedding.input_hint_block.%d", 2 * i), ch[i], ch[i + 1], 3,
-                                        stride[i], 1, 1, &u->hint[i], e));
+                                        stride[i], 1, 1, &u->add_embedding.input_hint_block[i], e));
     }
     if (u->hid == HID_TEXT_IMAGE_PROJ) {
-        u->n_image_tokens = 10; /* TextImageProjection's num_image_text_embeds */
-        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.image_embeds", D, 10 * D, 1, &u->hid_image_embeds, e));
-        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.text_proj", H, D, 1, &u->hid_text_proj, e));
+        u->encoder_hid_proj.n_image_tokens = 10; /* TextImageProjection's num_image_text_embeds */
+        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.image_embeds", D, 10 * D, 1, &u->encoder_hid_proj.image_embeds, e));
+        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.text_proj", H, D, 1, &u->encoder_hid_proj.text_proj, e));
     } else {
-        u->n_image_tokens = 32; /* ImageProjection's num_image_text_embeds */
-        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.image_embeds", H, 32 * D, 1, &u->hid_image_embeds, e));
-        KD_TRY(kd_layer_norm_layer_load(w, "encoder_hid_proj.norm", D, LN_EPS, &u->hid_norm, e));
+        u->encoder_hid_proj.n_image_tokens = 32; /* ImageProjection's num_image_text_embeds */
+        KD_TRY(kd_linear_layer_load(w, "encoder_hid_proj.image_embeds", H, 32 * D, 1, &u->encoder_hid_proj.image_embeds, e));
+        KD_TRY(kd_layer_norm_layer_load(w, "encoder_hid_proj.norm", D, LN_EPS, &u->encoder_hid_proj.norm, e));
     }
     return KD_OK;
 }
 
 static kd_status load_all(kd_unet *u, kd_err *e) {
-    kd_weights *w = u->w;
+    kd_weights *w = u->base.w;
     int L = u->n_levels;
     KD_TRY(embeddings_load(w, u, e));
     KD_TRY(kd_conv2d_layer_load(w, "conv_in", u->in_channels, u->block_out[0], 3, 1, 1, 1, &u->conv_in, e));
@@ -607,44 +681,21 @@ static void block_free(unet_block *b) {
     free(b->attn);
 }
 
-void kd_unet_free(kd_unet *u) {
-    if (!u) return;
+static void free_layers(void *model) {
+    kd_unet *u = model;
     for (int i = 0; i < UNET_MAX_LEVELS; i++) {
         block_free(&u->down[i]);
         block_free(&u->up[i]);
     }
-    kd_weights_close(u->w);
-    kd_arena_free(&u->arena);
-    free(u);
 }
 
+static kd_status read_config_any(void *model, const kd_config *cfg, kd_err *e) { return read_config(model, cfg, e); }
+static kd_status load_all_any(void *model, kd_err *e) { return load_all(model, e); }
+
+static const kd_model_kind unet_kind = {"unet", sizeof(kd_unet), read_config_any, load_all_any, free_layers};
+
+void kd_unet_free(kd_unet *u) { kd_model_free(u, &unet_kind); }
+
 kd_status kd_unet_load(kd_ctx *ctx, const char *path, kd_unet **out) {
-    if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!path || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "unet: NULL path or output");
-    *out = NULL;
-    kd_err *e = &ctx->err;
-    char cfg_path[4096];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
-    kd_config cfg;
-    KD_TRY(kd_config_load(cfg_path, &cfg, e));
-    kd_unet *u = calloc(1, sizeof *u);
-    if (!u) {
-        kd_config_free(&cfg);
-        return kd_ctx_fail(ctx, KD_ERR_OOM, "unet: out of memory");
-    }
-    kd_arena_init(&u->arena, 0);
-    kd_status s = read_config(u, &cfg, e);
-    kd_config_free(&cfg);
-    if (s != KD_OK) {
-        kd_err_prefix(e, "%s", cfg_path);
-    } else {
-        s = kd_weights_open(path, &u->w, e);
-        if (s == KD_OK) s = load_all(u, e);
-    }
-    if (s != KD_OK) {
-        kd_unet_free(u);
-        return s;
-    }
-    *out = u;
-    return KD_OK;
+    return kd_model_load(ctx, path, &unet_kind, (void **)out);
 }
