@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Command-line tests: the README's generate command on the shipped tiny models, and the error
 # paths users hit (bad numbers, missing options, missing or corrupt model folders). Each case
-# checks the exit code and a piece of the message.
+# checks the exit code and a piece of the message; the MoVQ autoencode / decode cases also check
+# the images they write (size from the PNG header; pixels through kt_imgcmp, tests/imgcmp.c).
+# bash + coreutils only (no Python in CI).
 set -u
-BIN=${1:?usage: test_cli.sh path/to/kandinsky}
+BIN=${1:?usage: test_cli.sh path/to/kandinsky [path/to/kt_imgcmp]}
+IMGCMP=${2:-} # without it the pixel checks are skipped (and say so)
 DATA=${KD_TEST_DATA:-$(dirname "$0")/data}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -22,6 +25,53 @@ check() { # name, expected exit code, expected substring (stderr+stdout), comman
     failed=$((failed + 1))
     echo "FAIL $name: exit $rc (want $code), output: ${out:0:400}"
   fi
+}
+
+verify() { # name, command...: a check that passes when the command exits 0; shows what it printed
+  local name=$1
+  shift
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" -eq 0 ]; then
+    passed=$((passed + 1))
+    echo "  ok $name${out:+: ${out:0:200}}"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name: exit $rc, output: ${out:0:400}"
+  fi
+}
+
+skipped=0
+skip() { # what (why)
+  skipped=$((skipped + 1))
+  echo "SKIP: $*"
+}
+
+png_is() { # file, width, height: an 8-bit RGB PNG of that size (signature and IHDR read with od)
+  local sig w0 w1 w2 w3 h0 h1 h2 h3 depth ctype
+  sig=$(od -An -v -tu1 -N16 "$1" 2>/dev/null | tr -s ' \n' ' ')
+  if [ "$sig" != " 137 80 78 71 13 10 26 10 0 0 0 13 73 72 68 82 " ]; then
+    echo "$1: not a PNG starting with its IHDR chunk (first bytes:$sig)"
+    return 1
+  fi
+  read -r w0 w1 w2 w3 h0 h1 h2 h3 depth ctype < <(od -An -v -tu1 -j16 -N10 "$1" | tr -s ' \n' ' ')
+  local w=$(((w0 << 24) | (w1 << 16) | (w2 << 8) | w3)) h=$(((h0 << 24) | (h1 << 16) | (h2 << 8) | h3))
+  echo "${w}x${h}, bit depth $depth, color type $ctype"
+  [ "$w" -eq "$2" ] && [ "$h" -eq "$3" ] && [ "$depth" -eq 8 ] && [ "$ctype" -eq 2 ]
+}
+
+have_imgcmp() { [ -n "$IMGCMP" ] && [ -x "$IMGCMP" ]; }
+NO_IMGCMP="no kt_imgcmp: pass its path as the second argument"
+
+pixels() { # name, kt_imgcmp arguments...: a pixel check, skipped (saying so) without kt_imgcmp
+  local name=$1
+  shift
+  if ! have_imgcmp; then
+    skip "$name ($NO_IMGCMP)"
+    return
+  fi
+  verify "$name" "$IMGCMP" "$@"
 }
 
 P="$DATA/pipeline22/prior"
@@ -86,12 +136,42 @@ check "2.1 with ddpm_scheduler" 0 "" "${gen21[@]}" --model-version 2.1 --decoder
 # the random U-Net of decoder/ drives learned_range to inf (diffusers gives a black image)
 check "diverged run" 1 "latents are not finite" "${gen21[@]}" --decoder "$DATA/pipeline21/decoder" -o "$TMP/nan.png"
 
-# MoVQ round trips
+# MoVQ round trips. decoder/movq has factor 2 and 4 latent channels: the 97x61 input is resized to
+# 96x60, its latents are [1, 4, 30, 48]. Its weights are random, so the output does not look like
+# the input; what is checked: the size, that it is not a constant image, that a second run gives
+# the same bytes, and that decoding the saved latents gives exactly the image autoencode wrote.
 check "autoencode" 0 "" "$BIN" autoencode --model "$D/movq" "$DATA/images/src_97x61.png" "$TMP/ae.png" --latents-out "$TMP/lat.safetensors"
+verify "autoencode writes a 96x60 RGB PNG" png_is "$TMP/ae.png" 96 60
+check "autoencode --latents-out: one F32 [1, 4, 30, 48] tensor 'latents'" 0 "latents  F32    [1, 4, 30, 48]" "$BIN" inspect "$TMP/lat.safetensors"
+pixels "autoencode output is not a constant image (some channel spans >= 64 levels)" varied "$TMP/ae.png" 64
+check "autoencode again" 0 "" "$BIN" autoencode --model "$D/movq" "$DATA/images/src_97x61.png" "$TMP/ae2.png" --latents-out "$TMP/lat2.safetensors"
+verify "autoencode twice: same image bytes" cmp "$TMP/ae.png" "$TMP/ae2.png"
+verify "autoencode twice: same latents bytes" cmp "$TMP/lat.safetensors" "$TMP/lat2.safetensors"
 check "decode latents" 0 "" "$BIN" decode --model "$D/movq" "$TMP/lat.safetensors" "$TMP/dec.png"
+verify "decode writes a 96x60 RGB PNG" png_is "$TMP/dec.png" 96 60
+verify "decode of autoencode's latents: the same bytes as autoencode's image" cmp "$TMP/ae.png" "$TMP/dec.png"
+# decode against diffusers (tools/reference/gen_movq.py: VQModel.decode(latents, force_not_quantize=True)
+# of b1_64x64.latents), turned into pixels as diffusers' postprocess does; tolerance 1/255: the
+# float outputs agree within 1e-4 of their range (tests/test_movq.c), which can move a value
+# across a rounding boundary by one level, no more
+for m in kandinsky_small two_level; do
+  if ! have_imgcmp; then
+    skip "decode with $m against diffusers' pixels ($NO_IMGCMP)"
+    continue
+  fi
+  verify "extract $m b1_64x64.latents" "$IMGCMP" extract "$DATA/movq/${m}_cases.safetensors" b1_64x64.latents "$TMP/$m-lat.safetensors"
+  check "decode with $m" 0 "" "$BIN" decode --model "$DATA/movq/$m" "$TMP/$m-lat.safetensors" "$TMP/$m.png"
+  verify "decode with $m writes a 64x64 RGB PNG" png_is "$TMP/$m.png" 64 64
+  verify "decode with $m: pixels within 1/255 of diffusers'" "$IMGCMP" ref "$TMP/$m.png" "$DATA/movq/${m}_cases.safetensors" b1_64x64.decoded 1
+done
 check "autoencode of a non-image" 1 "random.bin" "$BIN" autoencode --model "$D/movq" "$DATA/images/bad/random.bin" "$TMP/x.png"
 check "decode of a non-safetensors file" 1 "header" "$BIN" decode --model "$D/movq" "$DATA/images/src_97x61.png" "$TMP/x.png"
 check "inspect" 0 "conv_in.weight" "$BIN" inspect "$D/unet"
 
-echo "test_cli: $passed passed, $failed failed"
+echo "test_cli: $passed passed, $failed failed, $skipped skipped"
+if [ $((passed + failed)) -eq 0 ]; then
+  echo "FAIL test_cli: no check ran"
+  exit 1
+fi
+[ "$skipped" -eq 0 ] || echo "test_cli: $skipped check(s) skipped (see the SKIP lines above)"
 [ "$failed" -eq 0 ]

@@ -410,7 +410,7 @@ int main(void) {
         check_corpus("HF pad <|endoftext|>", eot, &P, st, "pad_eot");
         const char *gz = kt_shared_path("data/clip/bpe_simple_vocab_16e6.txt.gz");
         if (!gz) {
-            printf("SKIP OpenAI .gz parity: ../shared is absent (set KD_SHARED to run it)\n");
+            kt_skip("OpenAI .gz parity (the shared folder is absent: set KD_SHARED to ../shared to run it)");
         } else {
             kd_clip_tokenizer *g1 = NULL, *g2 = NULL;
             t0 = kt_now();

@@ -1175,7 +1175,7 @@ static void test_cli_download(void) {
     char bin[2200], out[2200], log[2200];
     snprintf(bin, sizeof bin, "%s/kandinsky", bd && *bd ? bd : ".");
     if (access(bin, X_OK) != 0) {
-        printf("  (no %s: CLI download check skipped)\n", bin);
+        kt_skip("CLI download check (no executable %s: build the kandinsky target)", bin);
         return;
     }
     const char *home = fresh_home("cli");

@@ -22,7 +22,9 @@
 static int load_input(kd_ctx *ctx, const char *name, kd_image *img) {
     char p[700];
     snprintf(p, sizeof p, "%s/inputs/%s", kt_data_path("pipeline22"), name); /* shared by 2.1 and 2.2 */
-    return kd_image_read(ctx, p, img) == KD_OK;
+    int ok = kd_image_read(ctx, p, img) == KD_OK;
+    TEST_CHECK(ok, "read the committed input %s: %s", p, kd_ctx_last_error(ctx));
+    return ok;
 }
 
 static const char *str(const cJSON *c, const char *k) {
@@ -83,6 +85,9 @@ static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, co
     const float *eref = kt_case_tensor(f, i, "image_embeds", &ne), *nref = kt_case_tensor(f, i, "negative_image_embeds", &nn);
     const float *iref = kt_case_tensor(f, i, "image", &ni);
     char label[96];
+    TEST_CHECK(!ok || (eref && nref && iref),
+               "case %d (%s): reference tensors case%d.image_embeds / negative_image_embeds / image in the fixture", i,
+               kind, i);
     if (ok && eref && nref && iref) {
         float *emb = malloc(ne * sizeof(float)), *nemb = malloc(nn * sizeof(float));
         kd_status s = kd_generate_embeds(ctx, p, &g, emb, nemb);
@@ -123,7 +128,10 @@ static void run_case(kd_ctx *ctx, kd_pipeline *p, const kd_st_file *f, int i, co
  * generated pixel, in between a weighted mix; the default output stays diffusers'. */
 static void test_soft_mask(kd_ctx *ctx, kd_pipeline *inpaint) {
     kd_image init = {0}, mask = {0}, plain[1], soft[1];
-    if (!load_input(ctx, "init_97x61.png", &init) || !load_input(ctx, "mask_50x40.png", &mask)) return;
+    if (!load_input(ctx, "init_97x61.png", &init) || !load_input(ctx, "mask_50x40.png", &mask)) {
+        kd_image_free(&init); /* load_input failed a check: committed inputs are not optional */
+        return;
+    }
     kd_gen_params g = kd_gen_params_default();
     g.prompt = "a ball";
     g.width = g.height = 32;
@@ -150,7 +158,7 @@ static void test_soft_mask(kd_ctx *ctx, kd_pipeline *inpaint) {
 
 static void test_bad_inputs(kd_ctx *ctx, kd_pipeline *base, kd_pipeline *inpaint) {
     kd_image init = {0}, out[2];
-    if (!load_input(ctx, "init_97x61.png", &init)) return;
+    if (!load_input(ctx, "init_97x61.png", &init)) return; /* load_input failed a check */
     kd_gen_params g = kd_gen_params_default();
     g.prompt = "x";
     g.width = g.height = 32;

@@ -4,7 +4,7 @@
  * .model, from tokenizer.json, from the folder and from the same file in the Hub's older schema;
  * the normaliser on every code point; the real XLM-R files' structure (250000 pieces, <mask> =
  * 250001) on files built here; truncated / malformed files, invalid UTF-8, missing files; 10 MB
- * prompts. */
+ * prompts (their time is printed, not checked). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -882,7 +882,8 @@ static void test_long(void) {
                    m ? "sentencepiece mode" : "tokenizers", 1e3 * (t1 - t0), na, same ? "same ids as" : "DIFFERENT from", small);
             /* the emoji are one unknown run: <s> ▁ <unk> </s> */
             TEST_CHECK(same && na == (u == 2 ? 4 : MAX_LEN), "10 MB prompt (%s, mode %d): %s", names[u], m, e.msg);
-            TEST_CHECK(t1 - t0 < 5.0, "10 MB prompt (%s, mode %d) took %.1f s", names[u], m, t1 - t0);
+            /* the time is reported above, never checked: it depends on the machine and the build
+             * (a sanitizer build is many times slower) */
         }
     }
     free(text);

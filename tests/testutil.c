@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-int kt_passed = 0, kt_failed = 0;
+int kt_passed = 0, kt_failed = 0, kt_skipped = 0;
 
 void kt_check(int ok, const char *file, int line, const char *fmt, ...) {
     if (ok) {
@@ -22,6 +22,17 @@ void kt_check(int ok, const char *file, int line, const char *fmt, ...) {
     }
     kt_failed++;
     fprintf(stdout, "FAIL %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+void kt_skip(const char *fmt, ...) {
+    kt_skipped++;
+    fputs("SKIP: ", stdout);
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stdout, fmt, ap);
@@ -98,8 +109,21 @@ const char *kt_tmp_dir(const char *name) {
 }
 
 int kt_finish(const char *suite) {
-    printf("%s: %d passed, %d failed\n", suite, kt_passed, kt_failed);
-    return kt_failed ? 1 : 0;
+    printf("%s: %d passed, %d failed, %d skipped\n", suite, kt_passed, kt_failed, kt_skipped);
+    if (kt_failed) return 1;
+    if (kt_passed == 0 && kt_skipped > 0) {
+        printf("%s: SKIPPED: no check ran, every part was skipped (see the SKIP lines above)\n", suite);
+        fflush(stdout);
+        return KT_SKIP_CODE;
+    }
+    if (kt_passed == 0) {
+        printf("FAIL %s: no check ran (a suite that verifies nothing does not pass)\n", suite);
+        fflush(stdout);
+        return 1;
+    }
+    if (kt_skipped) printf("%s: passed; %d part(s) skipped (see the SKIP lines above)\n", suite, kt_skipped);
+    fflush(stdout);
+    return 0;
 }
 
 uint64_t kt_rand_u64(uint64_t *s) {

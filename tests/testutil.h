@@ -3,7 +3,12 @@
  *   TEST_CHECK(cond, "fmt", ...)   counts a check; prints the message on failure
  *   kt_allclose(name, got, ref, n, atol, rtol)  element-wise |got-ref| <= atol + rtol·|ref|,
  *                                  prints max abs / rel error, counts one check
- *   return kt_finish("suite");     prints "suite: N passed, N failed" and returns the exit code
+ *   kt_skip("what (why)", ...)     a part that did not run: prints "SKIP: what (why)", counts a skip
+ *   return kt_finish("suite");     prints "suite: N passed, N failed, N skipped" and returns the exit
+ *                                  code: 1 if a check failed or if no check ran at all (a suite that
+ *                                  verified nothing must not pass); KT_SKIP_CODE (77, ctest's
+ *                                  SKIP_RETURN_CODE in tests/CMakeLists.txt) if no check ran because
+ *                                  every part was skipped with kt_skip; else 0
  */
 #ifndef KD_TESTUTIL_H
 #define KD_TESTUTIL_H
@@ -11,11 +16,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-extern int kt_passed, kt_failed;
+extern int kt_passed, kt_failed, kt_skipped;
+
+/* Exit code of a suite that skipped everything; tests/CMakeLists.txt sets it as SKIP_RETURN_CODE. */
+#define KT_SKIP_CODE 77
 
 void kt_check(int ok, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define TEST_CHECK(cond, ...) kt_check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+
+/* A part of the suite that does not run here (a missing ../shared file, binary, ...): prints
+ * "SKIP: <message>" — say what is skipped and why, e.g. kt_skip("OpenAI .gz parity (%s is absent)", p). */
+void kt_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Returns 1 if all close. Also records the max errors for the summary. */
 int kt_allclose(const char *name, const float *got, const float *ref, size_t n, double atol, double rtol);
