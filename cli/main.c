@@ -470,15 +470,16 @@ static int cmd_generate(int argc, char **argv) {
         rc = fail(ctx, "finding the models");
         goto done;
     }
-    if (o.version && strcmp(o.version, kd_decoder_model_version(decoder_dir))) {
-        fprintf(stderr, "kandinsky: --model-version %s, but the decoder %s is Kandinsky %s (%s)\n", o.version, o.decoder,
-                kd_decoder_model_version(decoder_dir),
-                strcmp(o.version, "2.1") ? "it has a text_encoder/" : "it has no text_encoder/");
+    kd_model_version want = KD_MODEL_VERSION_AUTO, found;
+    if (o.version) kd_model_version_parse(o.version, &want);
+    if (want != KD_MODEL_VERSION_AUTO && kd_decoder_detect_version(ctx, decoder_dir, &found) == KD_OK && found != want) {
+        fprintf(stderr, "kandinsky: --model-version %s, but the decoder %s is Kandinsky %s\n", o.version, o.decoder,
+                kd_model_version_name(found));
         rc = EXIT_USAGE;
         goto done;
     }
     double t0 = now_s();
-    if (kd_pipeline_load(ctx, prior_dir, decoder_dir, o.low_memory, &p) != KD_OK) {
+    if (kd_pipeline_load_version(ctx, prior_dir, decoder_dir, want, o.low_memory, &p) != KD_OK) {
         rc = fail(ctx, "loading the models");
         goto done;
     }

@@ -427,18 +427,20 @@ int kd_cli_serve(int argc, char **argv) {
         fprintf(stderr, "kandinsky serve: finding the models: %s\n", kd_ctx_last_error(s.ctx));
         goto done;
     }
-    s.version = kd_decoder_model_version(decoder_dir);
-    if (s.o.version && strcmp(s.o.version, s.version)) {
+    kd_model_version want = KD_MODEL_VERSION_AUTO, found;
+    if (s.o.version) kd_model_version_parse(s.o.version, &want);
+    if (want != KD_MODEL_VERSION_AUTO && kd_decoder_detect_version(s.ctx, decoder_dir, &found) == KD_OK && found != want) {
         fprintf(stderr, "kandinsky serve: --model-version %s, but the decoder %s is Kandinsky %s\n", s.o.version,
-                s.o.decoder, s.version);
+                s.o.decoder, kd_model_version_name(found));
         rc = 2;
         goto done;
     }
-    if (kd_pipeline_load(s.ctx, prior_dir, decoder_dir, s.o.low_memory, &s.p) != KD_OK ||
+    if (kd_pipeline_load_version(s.ctx, prior_dir, decoder_dir, want, s.o.low_memory, &s.p) != KD_OK ||
         (s.o.decoder_sched && kd_pipeline_set_decoder_scheduler(s.ctx, s.p, s.o.decoder_sched) != KD_OK)) {
         fprintf(stderr, "kandinsky serve: loading the models: %s\n", kd_ctx_last_error(s.ctx));
         goto done;
     }
+    s.version = kd_model_version_name(kd_pipeline_model_version(s.p));
     if ((lfd = open_listener(&s.o, &port)) < 0) goto done;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal; /* no SA_RESTART: accept() returns EINTR and the loop ends */

@@ -276,9 +276,28 @@ void kd_pipeline_free(kd_pipeline *p);
  * (kandinsky-2-1 ships DDIM in scheduler/, its default, and DDPM there); the default is
  * "scheduler". The config is read now, so a missing or bad one is reported here. */
 kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const char *subfolder);
-/* Which Kandinsky a decoder folder is: "2.1" when it has text_encoder/ (the 2.1 decoder reads the
- * prompt too), else "2.2". kd_pipeline_load makes the same choice. */
+/* Kandinsky versions. A pipeline's version is decided once, at load: from the decoder folder's
+ * model_index.json (_class_name KandinskyPipeline / KandinskyImg2ImgPipeline /
+ * KandinskyInpaintPipeline → 2.1, KandinskyV22*Pipeline → 2.2), else from its unet/config.json
+ * (addition_embed_type "text_image" → 2.1, "image" / "image_hint" → 2.2). */
+typedef enum kd_model_version {
+    KD_MODEL_VERSION_AUTO = 0, /* what the decoder folder says */
+    KD_MODEL_VERSION_2_1,
+    KD_MODEL_VERSION_2_2
+} kd_model_version;
+
+const char *kd_model_version_name(kd_model_version v); /* "2.1", "2.2", "auto" */
+/* "2.1", "2.2" or "auto" → *out; -1 for anything else. */
+int kd_model_version_parse(const char *s, kd_model_version *out);
+/* The version a decoder folder holds (KD_ERR_* with a message when its files do not say). */
+kd_status kd_decoder_detect_version(kd_ctx *ctx, const char *decoder_dir, kd_model_version *out);
+/* kd_decoder_detect_version's answer as "2.1" / "2.2"; "2.2" when the folder does not say. */
 const char *kd_decoder_model_version(const char *decoder_dir);
+/* kd_pipeline_load for a given version: AUTO detects it; 2.1 / 2.2 must match what the decoder
+ * folder says (KD_ERR_INVALID_ARG naming both otherwise) and decide when it says nothing. */
+kd_status kd_pipeline_load_version(kd_ctx *ctx, const char *prior_dir, const char *decoder_dir,
+                                   kd_model_version version, int low_memory, kd_pipeline **out);
+kd_model_version kd_pipeline_model_version(const kd_pipeline *p);
 /* Length of the CLIP image embedding the pipeline works with (-1 on error). */
 int kd_pipeline_embed_dim(kd_ctx *ctx, kd_pipeline *p);
 

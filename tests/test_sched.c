@@ -23,6 +23,7 @@
 #include "core/rng.h"
 #include "io/config.h"
 #include "io/safetensors.h"
+#include "pipeline/pipeline.h" /* kd_k21_img2img_noise: 2.1's img2img quirk lives in its pipeline */
 #include "sched/scheduler.h"
 #include "testutil.h"
 
@@ -417,6 +418,7 @@ static void check_timestep_hashes(void) {
     kd_st_close(f);
 }
 
+/* KandinskyImg2ImgPipeline.add_noise (a 2.1 pipeline quirk built on the scheduler: pipeline/k21.c). */
 static void check_k21_img2img(void) {
     kd_err e = {0};
     kd_st_file *f = NULL;
@@ -443,7 +445,7 @@ static void check_k21_img2img(void) {
         snprintf(name, sizeof name, "s%d.noised", k);
         float *ref = copy_tensor(f, name, KD_F32, NULL, NULL, NULL);
         int64_t t = -1;
-        s = kd_sched_add_noise_k21(orig, noise, n, strengths[k], 1000, out, &t, &e);
+        s = kd_k21_img2img_noise(orig, noise, n, strengths[k], 1000, out, &t, &e);
         if (!tref) {
             TEST_CHECK(s != KD_OK, "k21 add_noise strength %g gives a negative timestep: must fail", strengths[k]);
         } else {

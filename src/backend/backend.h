@@ -70,6 +70,9 @@ typedef struct kd_attn_params {
 /* The table. Semantics and shapes of each op are documented at its wrapper in ops.h. */
 struct kd_backend_ops {
     const char *name; /* "cpu" */
+    /* 1 when backend memory is host memory (the CPU): public host-pointer entry points then hand
+     * the caller's buffers to the ops directly instead of staging copies through upload/download. */
+    int host_visible;
     void (*destroy)(kd_backend *be);
     int (*n_threads)(const kd_backend *be);
 
@@ -121,6 +124,8 @@ struct kd_backend_ops {
                                  kd_err *e);
     kd_status (*embedding)(kd_backend *be, float *y, const kd_tensor *table, const int32_t *host_ids, int64_t n,
                            kd_err *e);
+    kd_status (*masked_mean)(kd_backend *be, float *y, const float *x, const int32_t *host_mask, int64_t B, int64_t L,
+                             int64_t D, kd_err *e);
 
     /* resampling */
     kd_status (*upsample_nearest2x)(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W,

@@ -150,6 +150,13 @@ KD_OP kd_embedding(kd_backend *be, float *y, const kd_tensor *table, const int32
     return be->ops->embedding(be, y, table, host_ids, n, e);
 }
 
+/* y[B, D] = Σ_t x[b, t, :]·mask[b, t] / Σ_t mask[b, t] — MultilingualCLIP's pooling, float32 sums in
+ * token order as torch's (x·mask).sum(1) / mask.sum(1). mask is host memory [B, L]. */
+KD_OP kd_masked_mean(kd_backend *be, float *y, const float *x, const int32_t *host_mask, int64_t B, int64_t L,
+                     int64_t D, kd_err *e) {
+    return be->ops->masked_mean(be, y, x, host_mask, B, L, D, e);
+}
+
 /* ---- resampling (planes = B·C) ---- */
 /* y[P, 2H, 2W] = nearest ×2 upsample of x[P, H, W] */
 KD_OP kd_upsample_nearest2x(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W,

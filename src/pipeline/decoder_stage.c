@@ -1,36 +1,43 @@
-/* Decoder stage of Kandinsky 2.2: KandinskyV22Pipeline (text to image) and, through
- * kd_dec_inputs, its img2img, inpainting and ControlNet variants. Spec §4.1, §4.4.
+/* The denoising loop of the decoders (KandinskyV22Pipeline and its img2img, inpainting and
+ * ControlNet variants; KandinskyPipeline for 2.1). Spec §4.1, §4.4.
  *
- *   embeds = [negative ; positive] when guidance_scale > 1 (classifier-free guidance batch)
- *   x = randn[n, 4, h, w]                       text2img, inpaint, ControlNet
- *     = add_noise(init_latents, randn, t_start)  img2img (loop starts at t_start)
- *   for t in DDPM timesteps:
+ *   x = randn[n, C, h, w]                        text2img, inpaint, ControlNet
+ *     = version->img2img_latents(init latents)    img2img (loop starts at t_start)
+ *   for t in the scheduler's timesteps:
  *       in  = [x ; x] (⊕ masked latents ⊕ mask for the 9-channel inpainting U-Net)
- *       out = unet(in, t, image_embeds [, hint])    [2n, 8, h, w]
- *       eps = eps_u + g·(eps_c − eps_u) on the first 4 channels; the variance channels come from
+ *       out = unet(in, t, cond)                       [2n, 8, h, w]
+ *       eps = eps_u + g·(eps_c − eps_u) on the first C channels; the variance channels come from
  *             the conditional half; both are kept only for learned / learned_range schedulers
  *       x = scheduler.step(eps, t, x)
- *       inpaint: x = m·add_noise(image_latents, x_T, t_next) + (1 − m)·x   (m = 1 keeps)
- *   inpaint: x = m·image_latents + (1 − m)·x
- *   pixels = movq.decode(x)                           [n, 3, f·h, f·w] in about [-1, 1] */
+ *       inpaint (2.2): x = m·add_noise(image_latents, x_T, t_next) + (1 − m)·x   (m = 1 keeps)
+ *   inpaint (2.2): x = m·image_latents + (1 − m)·x
+ *
+ * The U-Net runs on backend memory: the conditioning and the hint go up once, and per step the
+ * U-Net input goes up and its output comes down (the scheduler works on host arrays). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/ops.h"
+#include "models/unet.h"
 #include "pipeline/pipeline.h"
 
-void kd_pipe_latent_size(const kd_pipeline *p, int height, int width, int *lat_h, int *lat_w) {
-    int f = kd_movq_downscale(p->movq), f2 = f * f;
+void kd_latent_size(int f, int height, int width, int *lat_h, int *lat_w) {
+    int f2 = f * f;
     *lat_h = (height / f2 + (height % f2 != 0)) * f;
     *lat_w = (width / f2 + (width % f2 != 0)) * f;
 }
 
 typedef struct dec_loop {
-    int n, cfg, C, Cin, Cout, learned;
+    int n, cfg, batch, C, Cin, Cout, learned;
     int64_t hw;
     float guidance;
-    float *x, *x_in, *out, *model_out, *ts, *embeds, *hint, *noise0, *tmp;
-    float *text_embeds, *text_hidden; /* 2.1: [batch, E], [batch, 77, H] */
+    /* host */
+    float *x, *x_in, *out, *model_out, *ts, *hint, *noise0, *tmp;
+    /* backend */
+    float *d_x_in, *d_out;
+    kd_unet_cond cond; /* backend pointers (timesteps: host) */
+    void *d_bufs[4];   /* what cond points into */
     const kd_dec_inputs *in;
 } dec_loop;
 
@@ -64,9 +71,8 @@ static void guide(const dec_loop *d) {
 /* U-Net input for one step: [x ; x] (CFG), each sample followed by its masked latents and mask
  * channels for the inpainting U-Net. */
 static void build_input(const dec_loop *d) {
-    int batch = d->cfg ? 2 * d->n : d->n;
     size_t plane = (size_t)d->hw * sizeof(float);
-    for (int b = 0; b < batch; b++) {
+    for (int b = 0; b < d->batch; b++) {
         int s = b % d->n;
         float *dst = d->x_in + (int64_t)b * d->Cin * d->hw;
         memcpy(dst, d->x + (int64_t)s * d->C * d->hw, d->C * plane);
@@ -79,14 +85,14 @@ static void build_input(const dec_loop *d) {
 
 /* Inpainting: known region = the image latents, noised to the next timestep (not after the last
  * step); m = mask of the first image (1 keeps), as diffusers uses image[:1] and mask[:1]. */
-static kd_status blend_known(kd_ctx *ctx, kd_pipeline *p, dec_loop *d, int64_t t_next) {
+static kd_status blend_known(kd_ctx *ctx, const kd_decoder_stage *ds, dec_loop *d, int64_t t_next) {
     const kd_dec_inputs *in = d->in;
     int64_t per = (int64_t)d->C * d->hw;
     for (int b = 0; b < d->n; b++) {
         const float *known = in->image_latents;
         if (t_next >= 0) {
-            KD_TRY(kd_sched_add_noise(p->decoder_sched, in->image_latents, d->noise0 + b * per, (size_t)per, t_next,
-                                      d->tmp, &ctx->err));
+            KD_TRY(kd_sched_add_noise(ds->sched, in->image_latents, d->noise0 + b * per, (size_t)per, t_next, d->tmp,
+                                      &ctx->err));
             known = d->tmp;
         }
         float *x = d->x + b * per;
@@ -99,75 +105,62 @@ static kd_status blend_known(kd_ctx *ctx, kd_pipeline *p, dec_loop *d, int64_t t
     return KD_OK;
 }
 
-static kd_status denoise(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, dec_loop *d, int lat_h,
-                         int lat_w, int start) {
-    kd_sched *s = p->decoder_sched;
-    int n = kd_sched_num_timesteps(s), batch = d->cfg ? 2 * d->n : d->n;
+static kd_status denoise(kd_ctx *ctx, const kd_decoder_stage *ds, const kd_denoise_args *a, kd_rng *rng, dec_loop *d,
+                         int start) {
+    kd_backend *be = &ctx->be;
+    kd_sched *s = ds->sched;
+    int n = kd_sched_num_timesteps(s);
     const int64_t *ts = kd_sched_timesteps(s);
     kd_sched_shape shape = {d->n, d->C, d->hw};
-    /* 2.2 pastes the known region back after every step; the 2.1 pipeline (p->mclip) does not */
-    int blend = d->in && d->in->mask && !p->mclip;
-    kd_unet_cond cond = {.timesteps = d->ts, .image_embeds = d->embeds, .hint = d->hint,
-                         .text_embeds = d->text_embeds, .encoder_hidden_states = d->text_hidden,
-                         .text_len = d->text_hidden ? kd_pipe_text21_len() : 0};
+    int blend = d->in && d->in->mask && ds->version->inpaint_blend;
+    size_t in_bytes = (size_t)d->batch * d->Cin * d->hw * sizeof(float);
+    size_t out_bytes = (size_t)d->batch * d->Cout * d->hw * sizeof(float);
     for (int i = start; i < n; i++) {
         build_input(d);
-        for (int b = 0; b < batch; b++) d->ts[b] = (float)ts[i];
-        KD_TRY(kd_unet_forward(ctx, p->unet, d->x_in, batch, lat_h, lat_w, &cond, d->out));
+        for (int b = 0; b < d->batch; b++) d->ts[b] = (float)ts[i];
+        KD_TRY(kd_upload(be, d->d_x_in, d->x_in, in_bytes, &ctx->err));
+        KD_TRY(kd_unet_forward_be(ds->unet, be, d->d_x_in, d->batch, a->lat_h, a->lat_w, &d->cond, d->d_out, &ctx->err));
+        KD_TRY(kd_download(be, d->out, d->d_out, out_bytes, &ctx->err));
         guide(d);
         kd_status st = kd_sched_step(s, d->model_out, d->learned ? 2 * d->C : d->C, ts[i], d->x, &shape, rng, d->x,
                                      NULL, &ctx->err);
         if (st != KD_OK) return kd_err_prefix(&ctx->err, "decoder scheduler");
-        if (blend) KD_TRY(blend_known(ctx, p, d, i + 1 < n ? ts[i + 1] : -1));
-        kd_pipe_progress(g, "decoder", i + 1 - start, n - start);
+        if (blend) KD_TRY(blend_known(ctx, ds, d, i + 1 < n ? ts[i + 1] : -1));
+        kd_progress_report(&a->progress, "decoder", i + 1 - start, n - start);
     }
-    if (blend) KD_TRY(blend_known(ctx, p, d, -1));
+    if (blend) KD_TRY(blend_known(ctx, ds, d, -1));
     return KD_OK;
 }
 
 /* Initial latents: noise, or the init image's latents noised to the first timestep (img2img). */
-static kd_status init_latents(kd_ctx *ctx, kd_pipeline *p, kd_rng *rng, dec_loop *d, int *start) {
+static kd_status init_latents(kd_ctx *ctx, const kd_decoder_stage *ds, kd_rng *rng, dec_loop *d, int *start) {
     size_t nx = (size_t)d->n * d->C * d->hw, per = (size_t)d->C * d->hw;
     *start = 0;
     if (d->in && d->in->init_latents) {
         int count;
-        KD_TRY(kd_sched_img2img_start(p->decoder_sched, d->in->strength, start, &count, &ctx->err));
+        KD_TRY(kd_sched_img2img_start(ds->sched, d->in->strength, start, &count, &ctx->err));
         if (count < 1)
             return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
                                "strength %g leaves no denoising step out of %d (strength × steps must be >= 1)",
-                               d->in->strength, kd_sched_num_timesteps(p->decoder_sched));
-        if (p->mclip) { /* 2.1: noise for the whole batch, its own linear 1e-4..0.02 schedule */
-            int64_t t_used;
-            kd_rng_randn(rng, d->x, nx);
-            return kd_sched_add_noise_k21(d->in->init_latents, d->x, nx, d->in->strength,
-                                          kd_sched_get_config(p->decoder_sched)->num_train_timesteps, d->x, &t_used,
-                                          &ctx->err);
-        }
-        int64_t t0 = kd_sched_timesteps(p->decoder_sched)[*start];
-        /* diffusers draws noise of the ONE encoded image's shape and broadcasts it over the batch
-         * (add_noise with a timestep per sample): every image starts from the same noise. */
-        kd_rng_randn(rng, d->x, per);
-        for (int b = d->n - 1; b >= 0; b--)
-            KD_TRY(kd_sched_add_noise(p->decoder_sched, d->in->init_latents + b * per, d->x, per, t0, d->x + b * per,
-                                      &ctx->err));
-        return KD_OK;
+                               d->in->strength, kd_sched_num_timesteps(ds->sched));
+        return ds->version->img2img_latents(ctx, ds, rng, d->in, d->n, per, *start, d->x);
     }
     kd_rng_randn(rng, d->x, nx);
-    float sigma = kd_sched_init_noise_sigma(p->decoder_sched);
+    float sigma = kd_sched_init_noise_sigma(ds->sched);
     for (size_t k = 0; k < nx; k++) d->x[k] *= sigma;
     if (d->noise0) memcpy(d->noise0, d->x, nx * sizeof(float));
     return KD_OK;
 }
 
-static kd_status check_unet(kd_ctx *ctx, kd_pipeline *p, const dec_loop *d) {
+static kd_status check_unet(kd_ctx *ctx, const kd_decoder_stage *ds, const dec_loop *d) {
     int hint = d->in && d->in->hint, mask = d->in && d->in->mask;
-    int C = kd_movq_latent_channels(p->movq);
+    int C = kd_ae_latent_channels(&ds->ae);
     if (d->Cin != (mask ? 2 * C + 1 : C))
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
                            mask ? "inpainting needs an inpainting decoder (U-Net with %d input channels); this one has %d"
                                 : "this decoder's U-Net takes %d input channels; only inpainting (a mask) uses them all",
                            mask ? 2 * C + 1 : d->Cin, mask ? d->Cin : 0);
-    if (hint != kd_unet_has_hint(p->unet))
+    if (hint != kd_unet_has_hint(ds->unet))
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, hint ? "a hint image needs a ControlNet decoder (image_hint U-Net)"
                                                          : "this ControlNet decoder needs a hint image (--hint)");
     if (d->Cout < (d->learned ? 2 : 1) * d->C)
@@ -176,98 +169,79 @@ static kd_status check_unet(kd_ctx *ctx, kd_pipeline *p, const dec_loop *d) {
     return KD_OK;
 }
 
-static void loop_free(dec_loop *d) {
-    free(d->x);
+static void loop_free(kd_backend *be, dec_loop *d) {
     free(d->x_in);
     free(d->out);
     free(d->model_out);
     free(d->ts);
-    free(d->embeds);
     free(d->hint);
     free(d->noise0);
     free(d->tmp);
-    free(d->text_embeds);
-    free(d->text_hidden);
+    kd_be_free(be, d->d_x_in);
+    kd_be_free(be, d->d_out);
+    for (int i = 0; i < 4; i++) kd_be_free(be, d->d_bufs[i]);
 }
 
-/* Kandinsky 2.1: the decoder encodes [negative_prompt or "" ×n ; prompt ×n] (CFG) or [prompt ×n]
- * with MultilingualCLIP, as KandinskyPipeline._encode_prompt does. */
-static kd_status encode_text(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, dec_loop *d) {
-    int batch = d->cfg ? 2 * d->n : d->n, E = kd_mclip_embed_dim(p->mclip), H = kd_mclip_hidden_size(p->mclip);
-    const char **texts = malloc((size_t)batch * sizeof *texts);
-    d->text_embeds = malloc((size_t)batch * E * sizeof(float));
-    d->text_hidden = malloc((size_t)batch * kd_pipe_text21_len() * H * sizeof(float));
-    if (!texts || !d->text_embeds || !d->text_hidden) {
-        free(texts);
-        return kd_ctx_fail(ctx, KD_ERR_OOM, "decoder: out of memory");
-    }
-    for (int b = 0; b < batch; b++) {
-        int uncond = d->cfg && b < d->n;
-        texts[b] = uncond ? (g->negative_prompt ? g->negative_prompt : "") : (g->prompt ? g->prompt : "");
-    }
-    kd_status s = kd_pipe_encode_text21(ctx, p, texts, batch, d->text_embeds, d->text_hidden);
-    free(texts);
-    return s;
+/* src (host, bytes) into a new backend buffer kept in d->d_bufs[slot]. */
+static kd_status upload_new(kd_ctx *ctx, dec_loop *d, int slot, const void *src, size_t bytes, const float **dst) {
+    KD_TRY(kd_be_alloc(&ctx->be, bytes, &d->d_bufs[slot], &ctx->err));
+    *dst = d->d_bufs[slot];
+    return kd_upload(&ctx->be, d->d_bufs[slot], src, bytes, &ctx->err);
 }
 
-/* Buffers, the CFG embedding batch and the CFG hint batch. */
-static kd_status loop_alloc(kd_ctx *ctx, kd_pipeline *p, dec_loop *d, const float *image_embeds,
-                            const float *negative_embeds, int lat_h, int lat_w) {
-    int E = kd_unet_image_embed_dim(p->unet), batch = d->cfg ? 2 * d->n : d->n;
-    size_t nx = (size_t)d->n * d->C * d->hw, hint_n = (size_t)3 * 64 * d->hw;
-    d->x = malloc(nx * sizeof(float));
-    d->x_in = malloc((size_t)batch * d->Cin * d->hw * sizeof(float));
-    d->out = malloc((size_t)batch * d->Cout * d->hw * sizeof(float));
-    d->model_out = malloc(2 * nx * sizeof(float));
-    d->ts = malloc((size_t)batch * sizeof(float));
-    d->embeds = malloc((size_t)batch * E * sizeof(float));
-    if (d->in && d->in->hint) d->hint = malloc((size_t)batch * hint_n * sizeof(float));
+/* Host and backend buffers; the conditioning and the CFG hint batch go to the backend once. */
+static kd_status loop_alloc(kd_ctx *ctx, const kd_denoise_args *a, dec_loop *d) {
+    const kd_dec_cond *c = a->cond;
+    size_t nx = (size_t)d->n * d->C * d->hw, hint_n = (size_t)3 * 64 * d->hw, f = sizeof(float);
+    d->x_in = malloc((size_t)d->batch * d->Cin * d->hw * f);
+    d->out = malloc((size_t)d->batch * d->Cout * d->hw * f);
+    d->model_out = malloc(2 * nx * f);
+    d->ts = malloc((size_t)d->batch * f);
+    if (d->in && d->in->hint) d->hint = malloc((size_t)d->batch * hint_n * f);
     if (d->in && d->in->mask) {
-        d->noise0 = malloc(nx * sizeof(float));
-        d->tmp = malloc((size_t)d->C * d->hw * sizeof(float));
+        d->noise0 = malloc(nx * f);
+        d->tmp = malloc((size_t)d->C * d->hw * f);
     }
-    if (!d->x || !d->x_in || !d->out || !d->model_out || !d->ts || !d->embeds || (d->in && d->in->hint && !d->hint) ||
+    if (!d->x_in || !d->out || !d->model_out || !d->ts || (d->in && d->in->hint && !d->hint) ||
         (d->in && d->in->mask && (!d->noise0 || !d->tmp)))
-        return kd_ctx_fail(ctx, KD_ERR_OOM, "decoder: out of memory for %d×%d latents", lat_w, lat_h);
-    size_t eb = (size_t)d->n * E * sizeof(float);
-    if (d->cfg) {
-        memcpy(d->embeds, negative_embeds, eb);
-        memcpy((char *)d->embeds + eb, image_embeds, eb);
-    } else {
-        memcpy(d->embeds, image_embeds, eb);
+        return kd_ctx_fail(ctx, KD_ERR_OOM, "decoder: out of memory for %d×%d latents", a->lat_w, a->lat_h);
+    KD_TRY(kd_be_alloc(&ctx->be, (size_t)d->batch * d->Cin * d->hw * f, (void **)&d->d_x_in, &ctx->err));
+    KD_TRY(kd_be_alloc(&ctx->be, (size_t)d->batch * d->Cout * d->hw * f, (void **)&d->d_out, &ctx->err));
+    d->cond.timesteps = d->ts;
+    KD_TRY(upload_new(ctx, d, 0, c->image_embeds, (size_t)c->batch * c->image_dim * f, &d->cond.image_embeds));
+    if (c->text_embeds) {
+        KD_TRY(upload_new(ctx, d, 1, c->text_embeds, (size_t)c->batch * c->text_dim * f, &d->cond.text_embeds));
+        KD_TRY(upload_new(ctx, d, 2, c->text_hidden, (size_t)c->batch * c->text_len * c->hidden_dim * f,
+                          &d->cond.encoder_hidden_states));
+        d->cond.text_len = c->text_len;
     }
-    for (int b = 0; d->hint && b < batch; b++) /* the same hint for every sample and both CFG halves */
-        memcpy(d->hint + b * hint_n, d->in->hint, hint_n * sizeof(float));
+    if (d->hint) { /* the same hint for every sample and both CFG halves */
+        for (int b = 0; b < d->batch; b++) memcpy(d->hint + b * hint_n, d->in->hint, hint_n * f);
+        KD_TRY(upload_new(ctx, d, 3, d->hint, (size_t)d->batch * hint_n * f, &d->cond.hint));
+    }
     return KD_OK;
 }
 
-kd_status kd_pipe_decode(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, const float *image_embeds,
-                         const float *negative_embeds, int lat_h, int lat_w, const kd_dec_inputs *in, float *pixels) {
-    KD_TRY(kd_pipe_load_decoder_stage(ctx, p));
-    const kd_sched_config *sc = kd_sched_get_config(p->decoder_sched);
-    dec_loop d = {.n = g->num_images, .cfg = g->guidance_scale > 1.0f, .C = kd_movq_latent_channels(p->movq),
-                  .Cin = kd_unet_sample_channels(p->unet), .Cout = kd_unet_out_channels(p->unet),
-                  .hw = (int64_t)lat_h * lat_w, .guidance = g->guidance_scale, .in = in,
+kd_status kd_decoder_denoise(kd_ctx *ctx, const kd_decoder_stage *ds, const kd_denoise_args *a, kd_rng *rng,
+                             float *latents) {
+    const kd_sched_config *sc = kd_sched_get_config(ds->sched);
+    dec_loop d = {.n = a->n, .cfg = a->guidance > 1.0f, .C = kd_ae_latent_channels(&ds->ae),
+                  .Cin = kd_unet_sample_channels(ds->unet), .Cout = kd_unet_out_channels(ds->unet),
+                  .hw = (int64_t)a->lat_h * a->lat_w, .guidance = a->guidance, .in = a->in, .x = latents,
                   .learned = sc->variance_type == KD_VAR_LEARNED || sc->variance_type == KD_VAR_LEARNED_RANGE};
+    d.batch = d.cfg ? 2 * d.n : d.n;
     int start = 0;
-    kd_status s = check_unet(ctx, p, &d);
-    if (s == KD_OK) s = loop_alloc(ctx, p, &d, image_embeds, negative_embeds, lat_h, lat_w);
-    if (s == KD_OK && p->mclip) s = encode_text(ctx, p, g, &d);
+    kd_status s = check_unet(ctx, ds, &d);
+    if (s == KD_OK && a->cond->batch != d.batch)
+        s = kd_ctx_fail(ctx, KD_ERR_INTERNAL, "decoder: conditioning for %d rows, the loop runs %d", a->cond->batch, d.batch);
+    if (s == KD_OK) s = loop_alloc(ctx, a, &d);
     if (s == KD_OK) {
-        s = kd_sched_set_timesteps(p->decoder_sched, g->steps, &ctx->err);
+        s = kd_sched_set_timesteps(ds->sched, a->steps, &ctx->err);
         if (s != KD_OK) kd_err_prefix(&ctx->err, "decoder scheduler");
     }
-    if (s == KD_OK) s = init_latents(ctx, p, rng, &d, &start);
-    if (s == KD_OK) s = denoise(ctx, p, g, rng, &d, lat_h, lat_w, start);
+    if (s == KD_OK) s = init_latents(ctx, ds, rng, &d, &start);
+    if (s == KD_OK) s = denoise(ctx, ds, a, rng, &d, start);
     if (s == KD_OK) s = check_finite(ctx, &d);
-    if (s == KD_OK && p->low_memory) { /* the U-Net (5 GB) goes before MoVQ activations arrive */
-        kd_unet_free(p->unet);
-        p->unet = NULL;
-    }
-    if (s == KD_OK) {
-        s = kd_movq_decode(ctx, p->movq, d.x, d.n, lat_h, lat_w, pixels);
-        kd_pipe_progress(g, "decode", 1, 1);
-    }
-    loop_free(&d);
+    loop_free(&ctx->be, &d);
     return s;
 }

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "io/image.h"
+#include "models/unet.h"
 #include "pipeline/pipeline.h"
+#include "text/xlmr_tokenizer.h"
 
 kd_gen_params kd_gen_params_default(void) {
     kd_gen_params g = {
@@ -27,16 +29,14 @@ kd_gen_params kd_gen_params_default(void) {
     return g;
 }
 
-void kd_pipe_progress(const kd_gen_params *g, const char *stage, int step, int total) {
-    if (g->progress) g->progress(g->progress_user, stage, step, total);
-}
-
 static char *join(const char *dir, const char *sub) {
     size_t n = strlen(dir) + strlen(sub) + 2;
     char *s = malloc(n);
     if (s) snprintf(s, n, "%s/%s", dir, sub);
     return s;
 }
+
+/* ---- loading and freeing: every model of the pipeline is loaded and freed here, nowhere else ---- */
 
 /* Loads one component from <dir>/<sub>. */
 #define LOAD_COMPONENT(fn, dir, sub, out)                                  \
@@ -59,81 +59,111 @@ static kd_status load_sched(kd_ctx *ctx, const char *dir, const char *sub, kd_sc
     return s;
 }
 
-static kd_status load_tokenizer(kd_ctx *ctx, const char *dir, kd_clip_tokenizer **out) {
-    char *path = join(dir, "tokenizer");
-    if (!path) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
-    kd_status s = kd_clip_tokenizer_load_hf(path, out, &ctx->err);
-    free(path);
-    return s;
+static kd_status clip_tokenizer_load(kd_ctx *ctx, const char *path, kd_clip_tokenizer **out) {
+    return kd_clip_tokenizer_load_hf(path, out, &ctx->err);
 }
 
-kd_status kd_pipe_load_prior_stage(kd_ctx *ctx, kd_pipeline *p) {
-    if (!p->tokenizer) KD_TRY(load_tokenizer(ctx, p->prior_dir, &p->tokenizer));
-    if (!p->text_encoder) LOAD_COMPONENT(kd_clip_text_load, p->prior_dir, "text_encoder", &p->text_encoder);
-    if (!p->image_encoder) LOAD_COMPONENT(kd_clip_vision_load, p->prior_dir, "image_encoder", &p->image_encoder);
-    if (!p->prior) LOAD_COMPONENT(kd_prior_load, p->prior_dir, "prior", &p->prior);
-    if (!p->prior_sched) KD_TRY(load_sched(ctx, p->prior_dir, NULL, KD_SCHED_UNCLIP, &p->prior_sched));
+static kd_status xlmr_tokenizer_load(kd_ctx *ctx, const char *path, kd_xlmr_tokenizer **out) {
+    return kd_xlmr_tokenizer_load(path, out, &ctx->err);
+}
+
+static kd_status load_prior_stage(kd_ctx *ctx, kd_pipeline *p) {
+    kd_prior_stage *ps = &p->prior;
+    if (!ps->tokenizer) LOAD_COMPONENT(clip_tokenizer_load, p->prior_dir, "tokenizer", &ps->tokenizer);
+    if (!ps->text_encoder) LOAD_COMPONENT(kd_clip_text_load, p->prior_dir, "text_encoder", &ps->text_encoder);
+    if (!ps->image_encoder) LOAD_COMPONENT(kd_clip_vision_load, p->prior_dir, "image_encoder", &ps->image_encoder);
+    if (!ps->prior) LOAD_COMPONENT(kd_prior_load, p->prior_dir, "prior", &ps->prior);
+    if (!ps->sched) KD_TRY(load_sched(ctx, p->prior_dir, NULL, KD_SCHED_UNCLIP, &ps->sched));
+    ps->image_processor_config = p->image_processor_config;
     return KD_OK;
 }
 
-static int has_text_encoder(const char *decoder_dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/text_encoder/config.json", decoder_dir);
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
+static kd_status movq_load(kd_ctx *ctx, const char *path, kd_autoencoder *out) {
+    return kd_autoencoder_load_movq(ctx, path, out);
 }
 
-const char *kd_decoder_model_version(const char *decoder_dir) {
-    return decoder_dir && has_text_encoder(decoder_dir) ? "2.1" : "2.2";
-}
-
-kd_status kd_pipe_load_decoder_stage(kd_ctx *ctx, kd_pipeline *p) {
-    if (has_text_encoder(p->decoder_dir)) KD_TRY(kd_pipe_load_text21(ctx, p)); /* Kandinsky 2.1 */
-    if (!p->unet) LOAD_COMPONENT(kd_unet_load, p->decoder_dir, "unet", &p->unet);
-    if (!p->movq) LOAD_COMPONENT(kd_movq_load, p->decoder_dir, "movq", &p->movq);
-    if (!p->decoder_sched) KD_TRY(load_sched(ctx, p->decoder_dir, p->decoder_sched_dir, KD_SCHED_AUTO, &p->decoder_sched));
+static kd_status load_decoder_stage(kd_ctx *ctx, kd_pipeline *p) {
+    kd_decoder_stage *d = &p->dec;
+    d->version = kd_version_desc_of(p->version);
+    if (d->version->decoder_text_encoder) { /* Kandinsky 2.1 */
+        if (!d->xlmr) LOAD_COMPONENT(xlmr_tokenizer_load, p->decoder_dir, "tokenizer", &d->xlmr);
+        if (!d->mclip) LOAD_COMPONENT(kd_mclip_load, p->decoder_dir, "text_encoder", &d->mclip);
+    }
+    if (!d->unet) LOAD_COMPONENT(kd_unet_load, p->decoder_dir, "unet", &d->unet);
+    if (!d->ae.ops) LOAD_COMPONENT(movq_load, p->decoder_dir, "movq", &d->ae);
+    if (!d->sched) KD_TRY(load_sched(ctx, p->decoder_dir, p->decoder_sched_dir, KD_SCHED_AUTO, &d->sched));
     return KD_OK;
 }
 
-void kd_pipe_free_prior_stage(kd_pipeline *p) {
-    kd_clip_tokenizer_free(p->tokenizer);
-    kd_clip_text_free(p->text_encoder);
-    kd_clip_vision_free(p->image_encoder);
-    kd_prior_free(p->prior);
-    kd_sched_free(p->prior_sched);
-    p->tokenizer = NULL;
-    p->text_encoder = NULL;
-    p->image_encoder = NULL;
-    p->prior = NULL;
-    p->prior_sched = NULL;
+/* The models of the prior stage; the zero-image embedding stays (a constant of the model). */
+static void free_prior_stage(kd_pipeline *p) {
+    kd_prior_stage *ps = &p->prior;
+    kd_clip_tokenizer_free(ps->tokenizer);
+    kd_clip_text_free(ps->text_encoder);
+    kd_clip_vision_free(ps->image_encoder);
+    kd_prior_free(ps->prior);
+    kd_sched_free(ps->sched);
+    ps->tokenizer = NULL;
+    ps->text_encoder = NULL;
+    ps->image_encoder = NULL;
+    ps->prior = NULL;
+    ps->sched = NULL;
 }
 
-void kd_pipe_free_decoder_stage(kd_pipeline *p) {
-    kd_pipe_free_text21(p);
-    kd_unet_free(p->unet);
-    kd_movq_free(p->movq);
-    kd_sched_free(p->decoder_sched);
-    p->unet = NULL;
-    p->movq = NULL;
-    p->decoder_sched = NULL;
+static void free_unet(kd_pipeline *p) {
+    kd_unet_free(p->dec.unet);
+    p->dec.unet = NULL;
 }
 
-kd_status kd_pipeline_load(kd_ctx *ctx, const char *prior_dir, const char *decoder_dir, int low_memory,
-                           kd_pipeline **out) {
+static void free_decoder_stage(kd_pipeline *p) {
+    kd_decoder_stage *d = &p->dec;
+    kd_xlmr_tokenizer_free(d->xlmr);
+    kd_mclip_free(d->mclip);
+    free_unet(p);
+    kd_autoencoder_free(&d->ae);
+    kd_sched_free(d->sched);
+    d->xlmr = NULL;
+    d->mclip = NULL;
+    d->sched = NULL;
+}
+
+/* The version the decoder folder holds; `want` (not AUTO) must agree, or decides when the folder
+ * does not say. */
+static kd_status choose_version(kd_ctx *ctx, const char *decoder_dir, kd_model_version want, kd_model_version *out) {
+    kd_model_version found;
+    kd_err probe = {0};
+    kd_status s = kd_detect_decoder_version(decoder_dir, &found, &probe);
+    if (s != KD_OK && want == KD_MODEL_VERSION_AUTO)
+        return kd_ctx_fail(ctx, s, "which Kandinsky is %s? %s", decoder_dir, probe.msg);
+    if (s == KD_OK && want != KD_MODEL_VERSION_AUTO && want != found)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "model version %s was asked for, but the decoder %s is Kandinsky %s",
+                           kd_model_version_name(want), decoder_dir, kd_model_version_name(found));
+    *out = s == KD_OK ? found : want;
+    return KD_OK;
+}
+
+kd_status kd_pipeline_load_version(kd_ctx *ctx, const char *prior_dir, const char *decoder_dir,
+                                   kd_model_version version, int low_memory, kd_pipeline **out) {
     if (!ctx) return KD_ERR_INVALID_ARG;
     if (!prior_dir || !decoder_dir || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "pipeline: NULL argument");
     *out = NULL;
+    if (!kd_version_desc_of(version) && version != KD_MODEL_VERSION_AUTO)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "pipeline: unknown model version %d", (int)version);
     kd_pipeline *p = calloc(1, sizeof *p);
     if (!p) return kd_ctx_fail(ctx, KD_ERR_OOM, "pipeline: out of memory");
     p->prior_dir = strdup(prior_dir);
     p->decoder_dir = strdup(decoder_dir);
+    p->image_processor_config = join(prior_dir, "image_processor/preprocessor_config.json");
     p->low_memory = low_memory;
-    kd_status s = p->prior_dir && p->decoder_dir ? KD_OK : kd_ctx_fail(ctx, KD_ERR_OOM, "pipeline: out of memory");
+    kd_status s = p->prior_dir && p->decoder_dir && p->image_processor_config
+                      ? KD_OK
+                      : kd_ctx_fail(ctx, KD_ERR_OOM, "pipeline: out of memory");
     /* Low-memory mode loads each stage when it runs; otherwise everything now, so a bad folder
-     * is reported before any work. */
-    if (s == KD_OK && !low_memory) s = kd_pipe_load_prior_stage(ctx, p);
-    if (s == KD_OK && !low_memory) s = kd_pipe_load_decoder_stage(ctx, p);
+     * is reported before any work. The version is settled here either way. */
+    if (s == KD_OK && !low_memory) s = load_prior_stage(ctx, p);
+    if (s == KD_OK) s = choose_version(ctx, decoder_dir, version, &p->version);
+    if (s == KD_OK) p->dec.version = kd_version_desc_of(p->version);
+    if (s == KD_OK && !low_memory) s = load_decoder_stage(ctx, p);
     if (s != KD_OK) {
         kd_pipeline_free(p);
         return s;
@@ -142,13 +172,21 @@ kd_status kd_pipeline_load(kd_ctx *ctx, const char *prior_dir, const char *decod
     return KD_OK;
 }
 
+kd_status kd_pipeline_load(kd_ctx *ctx, const char *prior_dir, const char *decoder_dir, int low_memory,
+                           kd_pipeline **out) {
+    return kd_pipeline_load_version(ctx, prior_dir, decoder_dir, KD_MODEL_VERSION_AUTO, low_memory, out);
+}
+
+kd_model_version kd_pipeline_model_version(const kd_pipeline *p) { return p ? p->version : KD_MODEL_VERSION_AUTO; }
+
 void kd_pipeline_free(kd_pipeline *p) {
     if (!p) return;
-    kd_pipe_free_prior_stage(p);
-    kd_pipe_free_decoder_stage(p);
-    free(p->zero_embed);
+    free_prior_stage(p);
+    free_decoder_stage(p);
+    free(p->prior.zero_embed);
     free(p->prior_dir);
     free(p->decoder_dir);
+    free(p->image_processor_config);
     free(p->decoder_sched_dir);
     free(p);
 }
@@ -170,9 +208,9 @@ kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const c
     free(p->decoder_sched_dir);
     p->decoder_sched_dir = name;
     /* Replace a loaded one; with low_memory the stage loads it from decoder_sched_dir when it runs. */
-    if (p->decoder_sched || !p->low_memory) {
-        kd_sched_free(p->decoder_sched);
-        p->decoder_sched = sched;
+    if (p->dec.sched || !p->low_memory) {
+        kd_sched_free(p->dec.sched);
+        p->dec.sched = sched;
     } else {
         kd_sched_free(sched);
     }
@@ -212,7 +250,19 @@ static kd_status check_params(kd_ctx *ctx, const kd_gen_params *g) {
     return KD_OK;
 }
 
-static kd_status run_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *emb, float *neg);
+static kd_prior_args prior_args(const kd_gen_params *g) {
+    kd_prior_args a = {.prompt = g->prompt, .negative_prompt = g->negative_prompt, .num_images = g->num_images,
+                       .steps = g->prior_steps, .guidance = g->prior_guidance_scale, .init_image = g->prior_image,
+                       .strength = g->prior_strength, .progress = {g->progress, g->progress_user}};
+    return a;
+}
+
+/* Prompt or mix → image_embeds, negative_embeds [n, E]. */
+static kd_status run_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *emb, float *neg) {
+    kd_prior_args a = prior_args(g);
+    if (g->n_mix > 0) return kd_prior_mix(ctx, &p->prior, &a, g->mix, g->n_mix, rng, emb, neg);
+    return kd_prior_run(ctx, &p->prior, &a, rng, emb, neg);
+}
 
 kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, float *image_embeds,
                              float *negative_embeds) {
@@ -221,31 +271,39 @@ kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
     KD_TRY(check_params(ctx, g));
     kd_rng rng;
     kd_rng_seed(&rng, g->seed);
-    KD_TRY(kd_pipe_load_prior_stage(ctx, p));
+    KD_TRY(load_prior_stage(ctx, p));
     return run_prior(ctx, p, g, &rng, image_embeds, negative_embeds);
 }
 
 int kd_pipeline_embed_dim(kd_ctx *ctx, kd_pipeline *p) {
-    if (kd_pipe_load_prior_stage(ctx, p) != KD_OK) return -1;
-    return kd_prior_embed_dim(p->prior);
+    if (!p || load_prior_stage(ctx, p) != KD_OK) return -1;
+    return kd_prior_stage_embed_dim(&p->prior);
 }
 
 /* Latent size and the variant inputs for the decoder. */
-static kd_status prepare_decoder(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in, float **owned,
-                                 int *lh, int *lw) {
-    kd_pipe_latent_size(p, g->height, g->width, lh, lw);
+static kd_status prepare_decoder(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in, int *lh,
+                                 int *lw) {
+    const kd_decoder_stage *d = &p->dec;
+    int f = kd_ae_downscale(&d->ae);
+    kd_latent_size(f, g->height, g->width, lh, lw);
     if (g->mask_image) {
-        KD_TRY(kd_pipe_prepare_inpaint(ctx, p, g, in, owned, *lh, *lw));
+        KD_TRY(kd_prepare_inpaint(ctx, &d->ae, g->init_image, g->mask_image, g->invert_mask, g->width, g->height,
+                                  g->num_images, *lh, *lw, in));
     } else if (g->init_image) {
-        KD_TRY(kd_pipe_prepare_img2img(ctx, p, g, in, owned, lh, lw));
+        int plh = *lh, plw = *lw;
+        KD_TRY(kd_prepare_img2img(ctx, &d->ae, g->init_image, g->width, g->height, g->num_images, g->strength, in, lh,
+                                  lw));
+        if (d->version->img2img_exact_size && (plh != *lh || plw != *lw)) /* 2.1 makes its latents at get_new_h_w's size */
+            return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
+                               "Kandinsky %s image-to-image needs a width and height that are multiples of %d (got %dx%d)",
+                               d->version->name, f * f, g->width, g->height);
     }
-    if (g->hint_image) KD_TRY(kd_pipe_prepare_hint(ctx, p, g, in, owned + 3, *lh, *lw));
-    if (*lh % kd_unet_size_multiple(p->unet) || *lw % kd_unet_size_multiple(p->unet))
+    if (g->hint_image) KD_TRY(kd_prepare_hint(ctx, g->hint_image, *lh, *lw, in));
+    if (*lh % kd_unet_size_multiple(d->unet) || *lw % kd_unet_size_multiple(d->unet))
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "latent size %dx%d is not a multiple of the U-Net's %d", *lw, *lh,
-                           kd_unet_size_multiple(p->unet));
+                           kd_unet_size_multiple(d->unet));
     return KD_OK;
 }
-
 /* Soft-mask compositing (see kd_gen_params.soft_mask): the original and the gray mask at the output
  * size (Pillow bicubic with reducing_gap 1 and Lanczos, as the inpainting preprocessing), blended
  * per pixel and rounded. */
@@ -269,9 +327,28 @@ static kd_status soft_blend(kd_ctx *ctx, const kd_gen_params *g, kd_image *out) 
     return s;
 }
 
-static kd_status run_prior(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, float *emb, float *neg) {
-    if (g->n_mix > 0) return kd_pipe_mix(ctx, p, g, rng, emb, neg);
-    return kd_pipe_prior(ctx, p, g, rng, emb, neg);
+/* The decoder: conditioning → latents → (low memory: U-Net freed) → pixels [n, 3, H, W]. */
+static kd_status run_decoder(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_rng *rng, const float *emb,
+                             const float *neg, const kd_dec_inputs *in, int lh, int lw, float *pixels) {
+    kd_decoder_stage *d = &p->dec;
+    int N = g->num_images, C = kd_ae_latent_channels(&d->ae);
+    kd_cond_args ca = {.prompt = g->prompt, .negative_prompt = g->negative_prompt, .n = N,
+                       .cfg = g->guidance_scale > 1.0f, .image_embeds = emb, .negative_embeds = neg};
+    kd_dec_cond cond = {0};
+    float *latents = malloc((size_t)N * C * lh * lw * sizeof(float));
+    kd_status s = latents ? KD_OK : kd_ctx_fail(ctx, KD_ERR_OOM, "decoder: out of memory for %d×%d latents", lw, lh);
+    if (s == KD_OK) s = d->version->condition(ctx, d, &ca, &cond);
+    kd_denoise_args da = {.n = N, .steps = g->steps, .guidance = g->guidance_scale, .lat_h = lh, .lat_w = lw,
+                          .cond = &cond, .in = in, .progress = {g->progress, g->progress_user}};
+    if (s == KD_OK) s = kd_decoder_denoise(ctx, d, &da, rng, latents);
+    if (s == KD_OK && p->low_memory) free_unet(p); /* the U-Net (5 GB) goes before the decode's activations arrive */
+    if (s == KD_OK) {
+        s = kd_ae_decode_host(ctx, &d->ae, latents, N, lh, lw, pixels);
+        if (g->progress) g->progress(g->progress_user, "decode", 1, 1);
+    }
+    kd_dec_cond_free(&cond);
+    free(latents);
+    return s;
 }
 
 kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_image *images) {
@@ -281,32 +358,32 @@ kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_im
     for (int i = 0; i < g->num_images; i++) images[i] = (kd_image){0};
     kd_rng rng;
     kd_rng_seed(&rng, g->seed);
-    KD_TRY(kd_pipe_load_prior_stage(ctx, p));
-    int E = kd_prior_embed_dim(p->prior), N = g->num_images;
-    float *emb = malloc((size_t)2 * N * E * sizeof(float)), *pixels = NULL, *owned[4] = {0};
+    KD_TRY(load_prior_stage(ctx, p));
+    int E = kd_prior_stage_embed_dim(&p->prior), N = g->num_images;
+    float *emb = malloc((size_t)2 * N * E * sizeof(float)), *pixels = NULL;
     if (!emb) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
     kd_status s = run_prior(ctx, p, g, &rng, emb, emb + (size_t)N * E);
-    if (s == KD_OK && p->low_memory) kd_pipe_free_prior_stage(p);
-    if (s == KD_OK) s = kd_pipe_load_decoder_stage(ctx, p);
-    if (s == KD_OK && kd_unet_image_embed_dim(p->unet) != E)
+    if (s == KD_OK && p->low_memory) free_prior_stage(p);
+    if (s == KD_OK) s = load_decoder_stage(ctx, p);
+    if (s == KD_OK && kd_unet_image_embed_dim(p->dec.unet) != E)
         s = kd_ctx_fail(ctx, KD_ERR_SHAPE, "the prior makes %d-value image embeddings, the decoder U-Net expects %d", E,
-                        kd_unet_image_embed_dim(p->unet));
+                        kd_unet_image_embed_dim(p->dec.unet));
     int lh = 0, lw = 0, f = 1;
     kd_dec_inputs in = {0};
-    if (s == KD_OK) s = prepare_decoder(ctx, p, g, &in, owned, &lh, &lw);
-    if (s == KD_OK) f = kd_movq_downscale(p->movq);
+    if (s == KD_OK) s = prepare_decoder(ctx, p, g, &in, &lh, &lw);
+    if (s == KD_OK) f = kd_ae_downscale(&p->dec.ae);
     size_t plane = (size_t)3 * (lh * f) * (lw * f);
     if (s == KD_OK && !(pixels = malloc((size_t)N * plane * sizeof(float))))
         s = kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory for %d images of %d×%d", N, lw * f, lh * f);
-    if (s == KD_OK) s = kd_pipe_decode(ctx, p, g, &rng, emb, emb + (size_t)N * E, lh, lw, &in, pixels);
+    if (s == KD_OK) s = run_decoder(ctx, p, g, &rng, emb, emb + (size_t)N * E, &in, lh, lw, pixels);
     for (int i = 0; s == KD_OK && i < N; i++) {
         s = kd_tensor_to_image(pixels + i * plane, lw * f, lh * f, &images[i], &ctx->err);
         if (s == KD_OK && g->soft_mask && g->mask_image) s = soft_blend(ctx, g, &images[i]);
     }
     if (s != KD_OK)
         for (int i = 0; i < N; i++) kd_image_free(&images[i]);
-    if (p->low_memory) kd_pipe_free_decoder_stage(p);
-    for (int i = 0; i < 4; i++) free(owned[i]);
+    if (p->low_memory) free_decoder_stage(p);
+    kd_dec_inputs_free(&in);
     free(emb);
     free(pixels);
     return s;

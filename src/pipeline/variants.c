@@ -35,43 +35,40 @@ static kd_status to_rgb_sized(kd_ctx *ctx, const kd_image *in, int w, int h, kd_
     return s;
 }
 
+void kd_dec_inputs_free(kd_dec_inputs *in) {
+    for (int i = 0; i < 4; i++) free(in->owned[i]);
+    *in = (kd_dec_inputs){0};
+}
+
 /* Encodes an image tensor [3, H, W] into latents [C, H/f, W/f] repeated n times. */
-static kd_status encode_repeat(kd_ctx *ctx, kd_pipeline *p, const float *x, int H, int W, int n, float **out) {
-    int C = kd_movq_latent_channels(p->movq), lh, lw;
-    kd_movq_latent_size(p->movq, H, W, &lh, &lw);
+static kd_status encode_repeat(kd_ctx *ctx, const kd_autoencoder *ae, const float *x, int H, int W, int n, float **out) {
+    int C = kd_ae_latent_channels(ae), lh, lw;
+    kd_ae_latent_size(ae, H, W, &lh, &lw);
     size_t per = (size_t)C * lh * lw;
     *out = malloc((size_t)n * per * sizeof(float));
     if (!*out) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
-    KD_TRY(kd_movq_encode(ctx, p->movq, x, 1, H, W, *out));
+    KD_TRY(kd_ae_encode_host(ctx, ae, x, 1, H, W, *out));
     for (int b = 1; b < n; b++) memcpy(*out + b * per, *out, per * sizeof(float));
     return KD_OK;
 }
 
-kd_status kd_pipe_prepare_img2img(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in,
-                                  float **owned, int *lat_h, int *lat_w) {
-    if (!(g->strength >= 0.0f && g->strength <= 1.0f))
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "strength %g is outside [0, 1]", (double)g->strength);
-    int f = kd_movq_downscale(p->movq), W = g->width / f * f, H = g->height / f * f;
-    if (W < f || H < f) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "size %dx%d is too small", g->width, g->height);
+kd_status kd_prepare_img2img(kd_ctx *ctx, const kd_autoencoder *ae, const kd_image *init_image, int width, int height,
+                             int n, double strength, kd_dec_inputs *in, int *lat_h, int *lat_w) {
+    if (!(strength >= 0.0 && strength <= 1.0))
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "strength %g is outside [0, 1]", strength);
+    int f = kd_ae_downscale(ae), W = width / f * f, H = height / f * f;
+    if (W < f || H < f) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "size %dx%d is too small", width, height);
     kd_image sized = {0};
-    KD_TRY(to_rgb_sized(ctx, g->init_image, W, H, KD_RESAMPLE_BICUBIC, 1.0, &sized, "init image"));
+    KD_TRY(to_rgb_sized(ctx, init_image, W, H, KD_RESAMPLE_BICUBIC, 1.0, &sized, "init image"));
     float *x = malloc((size_t)3 * W * H * sizeof(float));
     kd_status s = x ? kd_image_to_tensor(&sized, x, &ctx->err) : kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
     kd_image_free(&sized);
-    if (s == KD_OK) s = encode_repeat(ctx, p, x, H, W, g->num_images, &owned[0]);
+    if (s == KD_OK) s = encode_repeat(ctx, ae, x, H, W, n, &in->owned[0]);
     free(x);
     if (s != KD_OK) return s;
-    kd_movq_latent_size(p->movq, H, W, lat_h, lat_w);
-    if (p->mclip) { /* 2.1 makes its latents at get_new_h_w's size and needs them to agree */
-        int lh, lw;
-        kd_pipe_latent_size(p, g->height, g->width, &lh, &lw);
-        if (lh != *lat_h || lw != *lat_w)
-            return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
-                               "Kandinsky 2.1 image-to-image needs a width and height that are multiples of %d (got %dx%d)",
-                               f * f, g->width, g->height);
-    }
-    in->init_latents = owned[0];
-    in->strength = g->strength;
+    kd_ae_latent_size(ae, H, W, lat_h, lat_w);
+    in->init_latents = in->owned[0];
+    in->strength = strength;
     return KD_OK;
 }
 
@@ -108,52 +105,51 @@ static void erode(const float *src, float *dst, int h, int w) {
 }
 
 /* Mask [H, W] in {0, 1} with 1 = keep. */
-static kd_status pixel_mask(kd_ctx *ctx, const kd_gen_params *g, int W, int H, float *m) {
+static kd_status pixel_mask(kd_ctx *ctx, const kd_image *mask, int invert, int W, int H, float *m) {
     kd_image sized = {0}, gray = {0};
-    if (!g->mask_image || !g->mask_image->data) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mask: empty image");
-    KD_TRY(kd_image_resize(g->mask_image, W, H, KD_RESAMPLE_LANCZOS, 0.0, &sized, &ctx->err));
+    if (!mask || !mask->data) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "mask: empty image");
+    KD_TRY(kd_image_resize(mask, W, H, KD_RESAMPLE_LANCZOS, 0.0, &sized, &ctx->err));
     kd_status s = kd_image_to_gray(&sized, &gray, &ctx->err);
     kd_image_free(&sized);
     if (s != KD_OK) return kd_err_prefix(&ctx->err, "mask");
     for (int k = 0; k < W * H; k++) {
         float v = (float)gray.data[k] / 255.0f;
         float repaint = v >= 0.5f ? 1.0f : 0.0f;
-        if (g->invert_mask) repaint = 1.0f - repaint;
+        if (invert) repaint = 1.0f - repaint;
         m[k] = 1.0f - repaint;
     }
     kd_image_free(&gray);
     return KD_OK;
 }
 
-kd_status kd_pipe_prepare_inpaint(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in,
-                                  float **owned, int lat_h, int lat_w) {
-    int W = g->width, H = g->height, lh, lw, n = g->num_images, C = kd_movq_latent_channels(p->movq);
-    kd_movq_latent_size(p->movq, H, W, &lh, &lw);
+kd_status kd_prepare_inpaint(kd_ctx *ctx, const kd_autoencoder *ae, const kd_image *image, const kd_image *mask,
+                             int invert_mask, int width, int height, int n, int lat_h, int lat_w, kd_dec_inputs *in) {
+    int W = width, H = height, lh, lw, C = kd_ae_latent_channels(ae);
+    kd_ae_latent_size(ae, H, W, &lh, &lw);
     if (lh != lat_h || lw != lat_w) {
-        int f = kd_movq_downscale(p->movq);
+        int f = kd_ae_downscale(ae);
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "inpainting needs a width and height that are multiples of %d (got %dx%d)",
                            f * f, W, H);
     }
-    if (!g->init_image) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "inpainting needs an image to paint into");
+    if (!image) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "inpainting needs an image to paint into");
     kd_image sized = {0};
-    KD_TRY(to_rgb_sized(ctx, g->init_image, W, H, KD_RESAMPLE_BICUBIC, 1.0, &sized, "image"));
+    KD_TRY(to_rgb_sized(ctx, image, W, H, KD_RESAMPLE_BICUBIC, 1.0, &sized, "image"));
     size_t hw = (size_t)lh * lw, per = (size_t)C * hw;
     float *x = malloc((size_t)3 * W * H * sizeof(float)), *pm = malloc((size_t)W * H * sizeof(float));
     float *m1 = malloc(hw * sizeof(float));
-    owned[0] = malloc(per * sizeof(float));                    /* image latents */
-    owned[1] = malloc((size_t)n * per * sizeof(float));        /* masked latents */
-    owned[2] = malloc((size_t)n * hw * sizeof(float));         /* mask */
+    float **owned = in->owned;
+    owned[0] = malloc(per * sizeof(float));             /* image latents */
+    owned[1] = malloc((size_t)n * per * sizeof(float)); /* masked latents */
+    owned[2] = malloc((size_t)n * hw * sizeof(float));  /* mask */
     kd_status s = x && pm && m1 && owned[0] && owned[1] && owned[2] ? KD_OK : kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
     for (size_t k = 0; s == KD_OK && k < (size_t)3 * W * H; k++) { /* torch: u8 → float32 / 127.5 − 1 */
         size_t c = k / ((size_t)W * H), r = k % ((size_t)W * H);
         x[k] = (float)sized.data[r * 3 + c] / 127.5f - 1.0f;
     }
     kd_image_free(&sized);
-    if (s == KD_OK) s = kd_movq_encode(ctx, p->movq, x, 1, H, W, owned[0]);
-    if (s == KD_OK) s = pixel_mask(ctx, g, W, H, pm);
-    if (s == KD_OK) {
-        s = resize_nearest(ctx, pm, H, W, m1, lh, lw);
-    }
+    if (s == KD_OK) s = kd_ae_encode_host(ctx, ae, x, 1, H, W, owned[0]);
+    if (s == KD_OK) s = pixel_mask(ctx, mask, invert_mask, W, H, pm);
+    if (s == KD_OK) s = resize_nearest(ctx, pm, H, W, m1, lh, lw);
     if (s == KD_OK) {
         erode(m1, owned[2], lh, lw);
         for (int c = 0; c < C; c++)
@@ -172,21 +168,20 @@ kd_status kd_pipe_prepare_inpaint(kd_ctx *ctx, kd_pipeline *p, const kd_gen_para
     return s;
 }
 
-kd_status kd_pipe_prepare_hint(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_dec_inputs *in, float **owned,
-                               int lat_h, int lat_w) {
+kd_status kd_prepare_hint(kd_ctx *ctx, const kd_image *hint, int lat_h, int lat_w, kd_dec_inputs *in) {
     int W = 8 * lat_w, H = 8 * lat_h;
     kd_image sized = {0};
-    KD_TRY(to_rgb_sized(ctx, g->hint_image, W, H, KD_RESAMPLE_BICUBIC, 0.0, &sized, "hint"));
-    owned[0] = malloc((size_t)3 * W * H * sizeof(float));
-    if (!owned[0]) {
+    KD_TRY(to_rgb_sized(ctx, hint, W, H, KD_RESAMPLE_BICUBIC, 0.0, &sized, "hint"));
+    float *h = in->owned[3] = malloc((size_t)3 * W * H * sizeof(float));
+    if (!h) {
         kd_image_free(&sized);
         return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
     }
     for (size_t k = 0; k < (size_t)3 * W * H; k++) { /* [H, W, 3] u8 → [3, H, W] / 255 */
         size_t c = k / ((size_t)W * H), r = k % ((size_t)W * H);
-        owned[0][k] = (float)sized.data[r * 3 + c] / 255.0f;
+        h[k] = (float)sized.data[r * 3 + c] / 255.0f;
     }
     kd_image_free(&sized);
-    in->hint = owned[0];
+    in->hint = h;
     return KD_OK;
 }

@@ -4,7 +4,7 @@
  * (1 with set_alpha_to_one, else alphas_cumprod[0]). */
 #include <math.h>
 
-#include "sched/scheduler.h"
+#include "sched/internal.h"
 
 kd_status kd_sched__ddim_step(kd_sched *s, int64_t t, const kd_sched_step_args *a, kd_rng *rng, kd_err *e) {
     const kd_sched_config *c = &s->cfg;

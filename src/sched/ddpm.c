@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sched/scheduler.h"
+#include "sched/internal.h"
 
 #define KD_SCHED_MAX_TRAIN_TIMESTEPS (1 << 20)
 
@@ -434,24 +434,6 @@ kd_status kd_sched_add_noise(const kd_sched *s, const float *original, const flo
         return kd_errf(e, KD_ERR_INVALID_ARG, "add_noise: timestep %lld outside [0, %d)", (long long)t,
                        s->cfg.num_train_timesteps);
     add_noise_with(s->alphas_cumprod, original, noise, n, t, out);
-    return KD_OK;
-}
-
-kd_status kd_sched_add_noise_k21(const float *original, const float *noise, size_t n, double strength,
-                                 int num_train_timesteps, float *out, int64_t *t_used, kd_err *e) {
-    if (n && (!original || !noise || !out)) return kd_errf(e, KD_ERR_INVALID_ARG, "add_noise_k21: NULL argument");
-    if (!(strength >= 0.0 && strength <= 1.0))
-        return kd_errf(e, KD_ERR_INVALID_ARG, "img2img strength must be in [0, 1], got %g", strength);
-    int64_t t = (int64_t)((double)num_train_timesteps * strength) - 2;
-    if (t < 0 || t >= 1000)
-        return kd_errf(e, KD_ERR_INVALID_ARG,
-                       "Kandinsky 2.1 img2img: strength %g gives noise timestep %lld outside [0, 1000) "
-                       "(int(%d * strength) - 2)", strength, (long long)t, num_train_timesteps);
-    float betas[1000], alphas[1000], cumprod[1000];
-    linspace_f32(0.0001, 0.02, 1000, betas);
-    alphas_from_betas(betas, 1000, alphas, cumprod);
-    add_noise_with(cumprod, original, noise, n, t, out);
-    if (t_used) *t_used = t;
     return KD_OK;
 }
 

@@ -4,7 +4,7 @@
  * beta = 1 - ᾱ_t / ᾱ_prev, alpha = 1 - beta. */
 #include <math.h>
 
-#include "sched/scheduler.h"
+#include "sched/internal.h"
 
 kd_status kd_sched__unclip_step(kd_sched *s, int64_t t, int64_t prev, const kd_sched_step_args *a, kd_rng *rng,
                                 kd_err *e) {

@@ -150,6 +150,22 @@ static kd_status cpu_embedding(kd_backend *be, float *y, const kd_tensor *table,
     return KD_OK;
 }
 
+static kd_status cpu_masked_mean(kd_backend *be, float *y, const float *x, const int32_t *mask, int64_t B, int64_t L,
+                                 int64_t D, kd_err *e) {
+    for (int64_t b = 0; b < B; b++) {
+        float n = 0, *yb = y + b * D;
+        for (int64_t i = 0; i < D; i++) yb[i] = 0.0f;
+        for (int64_t t = 0; t < L; t++) {
+            float w = (float)mask[b * L + t];
+            const float *xt = x + (b * L + t) * D;
+            n += w;
+            for (int64_t i = 0; i < D; i++) yb[i] += xt[i] * w;
+        }
+        for (int64_t i = 0; i < D; i++) yb[i] /= n;
+    }
+    return KD_OK;
+}
+
 static kd_status cpu_upsample_nearest2x(kd_backend *be, float *y, const float *x, int64_t planes, int64_t H, int64_t W,
                                         kd_err *e) {
     kd_cpu_upsample_nearest2x(CPU(be), y, x, planes, H, W);
@@ -176,6 +192,7 @@ static kd_status cpu_timestep_embedding(kd_backend *be, float *y, const float *t
 
 static const kd_backend_ops cpu_ops = {
     .name = "cpu",
+    .host_visible = 1,
     .destroy = cpu_destroy,
     .n_threads = cpu_n_threads,
     .alloc = cpu_alloc,
@@ -203,6 +220,7 @@ static const kd_backend_ops cpu_ops = {
     .concat_dim1 = cpu_concat_dim1,
     .transpose_last2 = cpu_transpose_last2,
     .embedding = cpu_embedding,
+    .masked_mean = cpu_masked_mean,
     .upsample_nearest2x = cpu_upsample_nearest2x,
     .resize_nearest = cpu_resize_nearest,
     .avg_pool2x2 = cpu_avg_pool2x2,

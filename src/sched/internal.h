@@ -1,0 +1,48 @@
+/* Internals shared by the files of src/sched: ddpm.c holds the schedule and the common parts of a
+ * step, ddim.c and unclip.c their own steps. Nothing outside src/sched includes this. */
+#ifndef KD_SCHED_INTERNAL_H
+#define KD_SCHED_INTERNAL_H
+
+#include "sched/scheduler.h"
+
+struct kd_sched {
+    kd_sched_config cfg;
+    float *betas, *alphas, *alphas_cumprod; /* num_train_timesteps each */
+    float final_alpha_cumprod;              /* DDIM: 1 or alphas_cumprod[0] */
+    int64_t *timesteps;
+    int n_timesteps, num_inference_steps;
+    double eta;                             /* DDIM step arguments */
+    int use_clipped_model_output;
+    float *scratch;                         /* grown on demand, reused across steps */
+    size_t scratch_cap;
+};
+
+/* Checked arguments of a step, shared by the three kinds. */
+typedef struct kd_sched_step_args {
+    const float *model_output; /* the prediction: [batch, channels, inner] slices of model_output */
+    const float *pred_var;     /* the variance half, or NULL */
+    int64_t mo_batch_stride;   /* model_channels · inner */
+    const float *sample;
+    int64_t batch, channels, inner;
+    size_t n;                  /* batch · channels · inner */
+    float *out, *x0;           /* x0: scratch or pred_original */
+    float *noise;              /* scratch for n values */
+    float *sel;                /* scratch for channels · inner values (thresholding) */
+} kd_sched_step_args;
+
+kd_status kd_sched__prepare(kd_sched *s, const float *model_output, int64_t model_channels, int64_t t,
+                            const float *sample, const kd_sched_shape *shape, int split_variance, float *prev_sample,
+                            float *pred_original, kd_sched_step_args *a, kd_err *e);
+/* element i of the prediction / predicted variance */
+static inline size_t kd_sched__mo_index(const kd_sched_step_args *a, size_t i) {
+    size_t per = (size_t)(a->channels * a->inner);
+    return (i / per) * (size_t)a->mo_batch_stride + i % per;
+}
+/* DDPM/DDIM dynamic thresholding of x0 in place (per batch row). */
+void kd_sched__threshold(const kd_sched *s, const kd_sched_step_args *a);
+void kd_sched__clip(float *x, size_t n, double range);
+kd_status kd_sched__ddim_step(kd_sched *s, int64_t t, const kd_sched_step_args *a, kd_rng *rng, kd_err *e);
+kd_status kd_sched__unclip_step(kd_sched *s, int64_t t, int64_t prev_t, const kd_sched_step_args *a, kd_rng *rng,
+                                kd_err *e);
+
+#endif
