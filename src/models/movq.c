@@ -102,7 +102,7 @@ static float *alloc_map(kd_arena *a, int64_t B, int64_t C, int64_t H, int64_t W,
     return kd_arena_floats(a, (size_t)(B * C * H * W), e);
 }
 
-/* y = norm(x) [then SiLU]; y may be x for group norms. */
+/* y[B, C, H, W] = norm(x[B, C, H, W]) [then SiLU]; SpatialNorm reads zq (c); y may be x for group norms. */
 static kd_status norm_forward(kd_backend *be, kd_arena *a, const movq_norm *n, float *y, fmap x, const movq_cond *c,
                               int silu, kd_err *e) {
     int64_t HW = x.H * x.W, N = x.B * x.C * HW;
@@ -132,7 +132,7 @@ static kd_status norm_forward(kd_backend *be, kd_arena *a, const movq_norm *n, f
     return KD_OK;
 }
 
-/* out[B, cout, H, W] = shortcut(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x)))))) */
+/* x[B, cin, H, W] → out[B, cout, H, W] = shortcut(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x)))))) */
 static kd_status resnet_forward(kd_backend *be, kd_arena *a, const movq_resnet *r, fmap x, const movq_cond *c,
                                 fmap *out, kd_err *e) {
     float *o = alloc_map(a, x.B, r->cout, x.H, x.W, e);
@@ -157,7 +157,7 @@ static kd_status resnet_forward(kd_backend *be, kd_arena *a, const movq_resnet *
     return KD_OK;
 }
 
-/* out = x + to_out(attention(to_q/k/v(tokens(norm(x))))), one head of width C. */
+/* x[B, C, H, W] → out[B, C, H, W] = x + to_out(attention(to_q/k/v(tokens(norm(x))))), one head of width C. */
 static kd_status attn_forward(kd_backend *be, kd_arena *a, const movq_attn *at, fmap x, const movq_cond *c,
                               fmap *out, kd_err *e) {
     int64_t C = x.C, HW = x.H * x.W, N = x.B * C * HW, T = x.B * HW;
@@ -192,6 +192,7 @@ static void keep_only(kd_arena *a, kd_arena_mark base, fmap *x) {
     x->d = kd_arena_compact(a, base, x->d, (size_t)(x->B * x->C * x->H * x->W) * sizeof(float));
 }
 
+/* x[B, C, H, W] → out[B, C, H, W]: resnet, attention, resnet. */
 static kd_status mid_forward(kd_backend *be, kd_arena *a, kd_arena_mark base, const movq_mid *mid, fmap x,
                              const movq_cond *c, fmap *out, kd_err *e) {
     KD_TRY(resnet_forward(be, a, &mid->res[0], x, c, &x, e));
@@ -205,6 +206,7 @@ static kd_status mid_forward(kd_backend *be, kd_arena *a, kd_arena_mark base, co
     return KD_OK;
 }
 
+/* x[B, cin, H, W] → out[B, cout, H, W]: the block's resnets (+ attentions), sampler excluded. */
 static kd_status block_layers(kd_backend *be, kd_arena *a, kd_arena_mark base, const movq_block *b, fmap x,
                               const movq_cond *c, fmap *out, kd_err *e) {
     for (int i = 0; i < b->n_layers; i++) {
@@ -230,6 +232,7 @@ static kd_status conv_map(kd_backend *be, kd_arena *a, const kd_conv2d_layer *l,
     return KD_OK;
 }
 
+/* image x[B, in_channels, H, W] → latents[B, vq_embed_dim, h, w] (unquantized). */
 static kd_status encode_impl(kd_backend *be, kd_movq *m, fmap x, float *latents, kd_err *e) {
     kd_arena *a = &m->base.arena;
     kd_arena_mark base = kd_arena_get_mark(a); /* x itself is the caller's buffer */
@@ -248,6 +251,7 @@ static kd_status encode_impl(kd_backend *be, kd_movq *m, fmap x, float *latents,
     return kd_conv2d_layer_forward(be, &m->quant_conv, latents, x.d, x.B, x.H, x.W, e);
 }
 
+/* latents z[B, latent_channels, h, w] → image[B, out_channels, h·f, w·f]. */
 static kd_status decode_impl(kd_backend *be, kd_movq *m, fmap z, float *image, kd_err *e) {
     kd_arena *a = &m->base.arena;
     movq_cond c = {z.d, z.C, z.H, z.W};
