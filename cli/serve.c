@@ -49,7 +49,8 @@ static void usage_serve(FILE *f) {
                "  POST /generate   JSON body, answers image/png (header X-Seed: the seed used)\n"
                "                   fields (diffusers' names): prompt (required), negative_prompt, width,\n"
                "                   height, num_inference_steps, prior_num_inference_steps, guidance_scale,\n"
-               "                   prior_guidance_scale, seed (number or decimal string; random if absent)\n"
+               "                   prior_guidance_scale, seed (number or decimal string; random if absent),\n"
+               "                   sampler, prior_sampler (names as for kandinsky generate --sampler)\n"
                "  GET  /health     JSON status\n"
                "  e.g. curl -d '{\"prompt\": \"a red cat\", \"seed\": 42}' localhost:8080/generate -o cat.png\n"
                "\n"
@@ -280,6 +281,12 @@ static int parse_params(server *s, const cJSON *root, kd_gen_params *g, char *ms
         else if (!strcmp(k, "guidance_scale")) rc = json_float(f, k, &g->guidance_scale, msg, cap);
         else if (!strcmp(k, "prior_guidance_scale")) rc = json_float(f, k, &g->prior_guidance_scale, msg, cap);
         else if (!strcmp(k, "seed")) rc = json_seed(f, &g->seed, msg, cap);
+        else if (!strcmp(k, "sampler") || !strcmp(k, "prior_sampler")) {
+            if (!cJSON_IsString(f) || !kd_sampler_exists(f->valuestring))
+                rc = -1, snprintf(msg, cap, "%s must be one of: %s", k, kd_sampler_list());
+            else if (!strcmp(k, "sampler")) g->sampler = f->valuestring;
+            else g->prior_sampler = f->valuestring;
+        }
         else rc = -1, snprintf(msg, cap, "unknown field '%.64s' (see kandinsky serve --help)", k);
         if (rc) return -1;
     }
@@ -322,10 +329,12 @@ static void handle_generate(server *s, int fd, const char *body, size_t len) {
     char params[4096], headers[256];
     snprintf(params, sizeof params,
              "prompt: %s\nnegative prompt: %s\nsize: %dx%d\nsteps: %d\nprior steps: %d\nguidance: %g\n"
-             "prior guidance: %g\nseed: %" PRIu64 "\nprior: %s\ndecoder: %s\nengine: kandinsky.c %s (serve)",
+             "prior guidance: %g\nseed: %" PRIu64 "\nprior: %s\ndecoder: %s\nsampler: %s\nprior sampler: %s\n"
+             "engine: kandinsky.c %s (serve)",
              g.prompt, g.negative_prompt ? g.negative_prompt : "(none)", img.width, img.height, g.steps,
              g.prior_steps, (double)g.guidance_scale, (double)g.prior_guidance_scale, g.seed, s->o.prior,
-             s->o.decoder, kd_version());
+             s->o.decoder, g.sampler ? g.sampler : "(scheduler config)", g.prior_sampler ? g.prior_sampler : "unclip",
+             kd_version());
     const char *text[] = {"parameters", params, "Software", "kandinsky.c", NULL};
     uint8_t *png = NULL;
     size_t png_len = 0;

@@ -263,7 +263,17 @@ typedef struct kd_gen_params {
      * embedding noised to prior_strength instead of from noise (the prompt still guides it). */
     const kd_image *prior_image;
     float prior_strength;         /* 0.3 */
+    /* Samplers by name (kd_sampler_list): NULL keeps the defaults of diffusers' pipelines — the
+     * decoder folder's scheduler_config.json class (DDPM for 2.2, DDIM for 2.1) and UnCLIP for the
+     * prior. "dpm++2m" at 25 steps gives a usable image in a quarter of the default 100. */
+    const char *sampler;
+    const char *prior_sampler;
 } kd_gen_params;
+
+/* The sampler names kd_gen_params accepts, as "ddpm, ddim, unclip, dpm++2m, ..." */
+const char *kd_sampler_list(void);
+/* 1 when name is one of them. */
+int kd_sampler_exists(const char *name);
 
 kd_gen_params kd_gen_params_default(void);
 

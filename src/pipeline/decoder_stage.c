@@ -68,31 +68,33 @@ static void guide(const dec_loop *d) {
         }
 }
 
-/* U-Net input for one step: [x ; x] (CFG), each sample followed by its masked latents and mask
- * channels for the inpainting U-Net. */
-static void build_input(const dec_loop *d) {
+/* U-Net input for one step: [x ; x] (CFG) scaled as the sampler's scale_model_input says (identity
+ * but for the sigma samplers), each sample followed by its masked latents and mask channels for
+ * the inpainting U-Net (those are not scaled: they are conditioning, not the noisy sample). */
+static void build_input(const dec_loop *d, kd_sampler *s, int i) {
     size_t plane = (size_t)d->hw * sizeof(float);
     for (int b = 0; b < d->batch; b++) {
-        int s = b % d->n;
+        int si = b % d->n;
         float *dst = d->x_in + (int64_t)b * d->Cin * d->hw;
-        memcpy(dst, d->x + (int64_t)s * d->C * d->hw, d->C * plane);
+        memcpy(dst, d->x + (int64_t)si * d->C * d->hw, d->C * plane);
+        kd_sampler_scale_model_input(s, i, dst, (size_t)d->C * d->hw);
         if (d->in && d->in->mask) {
-            memcpy(dst + d->C * d->hw, d->in->masked_latents + (int64_t)s * d->C * d->hw, d->C * plane);
-            memcpy(dst + 2 * d->C * d->hw, d->in->mask + (int64_t)s * d->hw, plane);
+            memcpy(dst + d->C * d->hw, d->in->masked_latents + (int64_t)si * d->C * d->hw, d->C * plane);
+            memcpy(dst + 2 * d->C * d->hw, d->in->mask + (int64_t)si * d->hw, plane);
         }
     }
 }
 
 /* Inpainting: known region = the image latents, noised to the next timestep (not after the last
  * step); m = mask of the first image (1 keeps), as diffusers uses image[:1] and mask[:1]. */
-static kd_status blend_known(kd_ctx *ctx, const kd_decoder_stage *ds, dec_loop *d, int64_t t_next) {
+static kd_status blend_known(kd_ctx *ctx, const kd_decoder_stage *ds, dec_loop *d, int i_next) {
     const kd_dec_inputs *in = d->in;
     int64_t per = (int64_t)d->C * d->hw;
     for (int b = 0; b < d->n; b++) {
         const float *known = in->image_latents;
-        if (t_next >= 0) {
-            KD_TRY(kd_sched_add_noise(ds->sched, in->image_latents, d->noise0 + b * per, (size_t)per, t_next, d->tmp,
-                                      &ctx->err));
+        if (i_next >= 0) {
+            KD_TRY(kd_sampler_add_noise(ds->sampler, i_next, in->image_latents, d->noise0 + b * per, (size_t)per, d->tmp,
+                                        &ctx->err));
             known = d->tmp;
         }
         float *x = d->x + b * per;
@@ -108,24 +110,24 @@ static kd_status blend_known(kd_ctx *ctx, const kd_decoder_stage *ds, dec_loop *
 static kd_status denoise(kd_ctx *ctx, const kd_decoder_stage *ds, const kd_denoise_args *a, kd_rng *rng, dec_loop *d,
                          int start) {
     kd_backend *be = &ctx->be;
-    kd_sched *s = ds->sched;
-    int n = kd_sched_num_timesteps(s);
-    const int64_t *ts = kd_sched_timesteps(s);
+    kd_sampler *s = ds->sampler;
+    int n = kd_sampler_num_timesteps(s);
+    const double *ts = kd_sampler_timesteps(s);
     kd_sched_shape shape = {d->n, d->C, d->hw};
     int blend = d->in && d->in->mask && ds->version->inpaint_blend;
     size_t in_bytes = (size_t)d->batch * d->Cin * d->hw * sizeof(float);
     size_t out_bytes = (size_t)d->batch * d->Cout * d->hw * sizeof(float);
     for (int i = start; i < n; i++) {
-        build_input(d);
+        build_input(d, s, i);
         for (int b = 0; b < d->batch; b++) d->ts[b] = (float)ts[i];
         KD_TRY(kd_upload(be, d->d_x_in, d->x_in, in_bytes, &ctx->err));
         KD_TRY(kd_unet_forward_be(ds->unet, be, d->d_x_in, d->batch, a->lat_h, a->lat_w, &d->cond, d->d_out, &ctx->err));
         KD_TRY(kd_download(be, d->out, d->d_out, out_bytes, &ctx->err));
         guide(d);
-        kd_status st = kd_sched_step(s, d->model_out, d->learned ? 2 * d->C : d->C, ts[i], d->x, &shape, rng, d->x,
-                                     NULL, &ctx->err);
-        if (st != KD_OK) return kd_err_prefix(&ctx->err, "decoder scheduler");
-        if (blend) KD_TRY(blend_known(ctx, ds, d, i + 1 < n ? ts[i + 1] : -1));
+        kd_status st = kd_sampler_step(s, i, d->model_out, d->learned ? 2 * d->C : d->C, d->x, &shape, rng, d->x,
+                                       &ctx->err);
+        if (st != KD_OK) return kd_err_prefix(&ctx->err, "decoder sampler %s", kd_sampler_name(s));
+        if (blend) KD_TRY(blend_known(ctx, ds, d, i + 1 < n ? i + 1 : -1));
         kd_progress_report(&a->progress, "decoder", i + 1 - start, n - start);
     }
     if (blend) KD_TRY(blend_known(ctx, ds, d, -1));
@@ -138,15 +140,15 @@ static kd_status init_latents(kd_ctx *ctx, const kd_decoder_stage *ds, kd_rng *r
     *start = 0;
     if (d->in && d->in->init_latents) {
         int count;
-        KD_TRY(kd_sched_img2img_start(ds->sched, d->in->strength, start, &count, &ctx->err));
+        KD_TRY(kd_sampler_img2img_start(ds->sampler, d->in->strength, start, &count, &ctx->err));
         if (count < 1)
             return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
                                "strength %g leaves no denoising step out of %d (strength × steps must be >= 1)",
-                               d->in->strength, kd_sched_num_timesteps(ds->sched));
+                               d->in->strength, kd_sampler_num_timesteps(ds->sampler));
         return ds->version->img2img_latents(ctx, ds, rng, d->in, d->n, per, *start, d->x);
     }
     kd_rng_randn(rng, d->x, nx);
-    float sigma = kd_sched_init_noise_sigma(ds->sched);
+    float sigma = kd_sampler_init_noise_sigma(ds->sampler);
     for (size_t k = 0; k < nx; k++) d->x[k] *= sigma;
     if (d->noise0) memcpy(d->noise0, d->x, nx * sizeof(float));
     return KD_OK;
@@ -224,11 +226,10 @@ static kd_status loop_alloc(kd_ctx *ctx, const kd_denoise_args *a, dec_loop *d) 
 
 kd_status kd_decoder_denoise(kd_ctx *ctx, const kd_decoder_stage *ds, const kd_denoise_args *a, kd_rng *rng,
                              float *latents) {
-    const kd_sched_config *sc = kd_sched_get_config(ds->sched);
     dec_loop d = {.n = a->n, .cfg = a->guidance > 1.0f, .C = kd_ae_latent_channels(&ds->ae),
                   .Cin = kd_unet_sample_channels(ds->unet), .Cout = kd_unet_out_channels(ds->unet),
                   .hw = (int64_t)a->lat_h * a->lat_w, .guidance = a->guidance, .in = a->in, .x = latents,
-                  .learned = sc->variance_type == KD_VAR_LEARNED || sc->variance_type == KD_VAR_LEARNED_RANGE};
+                  .learned = kd_sampler_learned_variance(ds->sampler)};
     d.batch = d.cfg ? 2 * d.n : d.n;
     int start = 0;
     kd_status s = check_unet(ctx, ds, &d);
@@ -236,8 +237,8 @@ kd_status kd_decoder_denoise(kd_ctx *ctx, const kd_decoder_stage *ds, const kd_d
         s = kd_ctx_fail(ctx, KD_ERR_INTERNAL, "decoder: conditioning for %d rows, the loop runs %d", a->cond->batch, d.batch);
     if (s == KD_OK) s = loop_alloc(ctx, a, &d);
     if (s == KD_OK) {
-        s = kd_sched_set_timesteps(ds->sched, a->steps, &ctx->err);
-        if (s != KD_OK) kd_err_prefix(&ctx->err, "decoder scheduler");
+        s = kd_sampler_set_timesteps(ds->sampler, a->steps, &ctx->err);
+        if (s != KD_OK) kd_err_prefix(&ctx->err, "decoder sampler %s", kd_sampler_name(ds->sampler));
     }
     if (s == KD_OK) s = init_latents(ctx, ds, rng, &d, &start);
     if (s == KD_OK) s = denoise(ctx, ds, a, rng, &d, start);

@@ -48,16 +48,21 @@ static char *join(const char *dir, const char *sub) {
         if (s_ != KD_OK) return s_;                                       \
     } while (0)
 
-/* <dir>/<sub>/scheduler_config.json (sub NULL: "scheduler"). */
-static kd_status load_sched(kd_ctx *ctx, const char *dir, const char *sub, kd_sched_kind kind, kd_sched **out) {
+/* The sampler `name` (NULL: the config's own class) from <dir>/<sub>/scheduler_config.json (sub
+ * NULL: "scheduler"). */
+static kd_status load_sampler(kd_ctx *ctx, const char *dir, const char *sub, const char *name, kd_sampler **out) {
     char *folder = join(dir, sub ? sub : "scheduler");
     char *path = folder ? join(folder, "scheduler_config.json") : NULL;
     free(folder);
     if (!path) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
-    kd_status s = kd_sched_load(path, kind, out, &ctx->err);
+    kd_status s = kd_sampler_load(path, name, out, &ctx->err);
     free(path);
     return s;
 }
+
+/* The prior runs UnCLIP unless asked otherwise (whatever its config's class says, as diffusers'
+ * prior pipelines are built with an UnCLIPScheduler). */
+#define PRIOR_DEFAULT_SAMPLER "unclip"
 
 static kd_status clip_tokenizer_load(kd_ctx *ctx, const char *path, kd_clip_tokenizer **out) {
     return kd_clip_tokenizer_load_hf(path, out, &ctx->err);
@@ -73,7 +78,9 @@ static kd_status load_prior_stage(kd_ctx *ctx, kd_pipeline *p) {
     if (!ps->text_encoder) LOAD_COMPONENT(kd_clip_text_load, p->prior_dir, "text_encoder", &ps->text_encoder);
     if (!ps->image_encoder) LOAD_COMPONENT(kd_clip_vision_load, p->prior_dir, "image_encoder", &ps->image_encoder);
     if (!ps->prior) LOAD_COMPONENT(kd_prior_load, p->prior_dir, "prior", &ps->prior);
-    if (!ps->sched) KD_TRY(load_sched(ctx, p->prior_dir, NULL, KD_SCHED_UNCLIP, &ps->sched));
+    if (!ps->sampler)
+        KD_TRY(load_sampler(ctx, p->prior_dir, NULL, p->prior_sampler ? p->prior_sampler : PRIOR_DEFAULT_SAMPLER,
+                            &ps->sampler));
     ps->image_processor_config = p->image_processor_config;
     return KD_OK;
 }
@@ -91,7 +98,7 @@ static kd_status load_decoder_stage(kd_ctx *ctx, kd_pipeline *p) {
     }
     if (!d->unet) LOAD_COMPONENT(kd_unet_load, p->decoder_dir, "unet", &d->unet);
     if (!d->ae.ops) LOAD_COMPONENT(movq_load, p->decoder_dir, "movq", &d->ae);
-    if (!d->sched) KD_TRY(load_sched(ctx, p->decoder_dir, p->decoder_sched_dir, KD_SCHED_AUTO, &d->sched));
+    if (!d->sampler) KD_TRY(load_sampler(ctx, p->decoder_dir, p->decoder_sched_dir, p->decoder_sampler, &d->sampler));
     return KD_OK;
 }
 
@@ -102,12 +109,12 @@ static void free_prior_stage(kd_pipeline *p) {
     kd_clip_text_free(ps->text_encoder);
     kd_clip_vision_free(ps->image_encoder);
     kd_prior_free(ps->prior);
-    kd_sched_free(ps->sched);
+    kd_sampler_free(ps->sampler);
     ps->tokenizer = NULL;
     ps->text_encoder = NULL;
     ps->image_encoder = NULL;
     ps->prior = NULL;
-    ps->sched = NULL;
+    ps->sampler = NULL;
 }
 
 static void free_unet(kd_pipeline *p) {
@@ -121,10 +128,10 @@ static void free_decoder_stage(kd_pipeline *p) {
     kd_mclip_free(d->mclip);
     free_unet(p);
     kd_autoencoder_free(&d->ae);
-    kd_sched_free(d->sched);
+    kd_sampler_free(d->sampler);
     d->xlmr = NULL;
     d->mclip = NULL;
-    d->sched = NULL;
+    d->sampler = NULL;
 }
 
 /* The version the decoder folder holds; `want` (not AUTO) must agree, or decides when the folder
@@ -188,7 +195,32 @@ void kd_pipeline_free(kd_pipeline *p) {
     free(p->decoder_dir);
     free(p->image_processor_config);
     free(p->decoder_sched_dir);
+    free(p->decoder_sampler);
+    free(p->prior_sampler);
     free(p);
+}
+
+const char *kd_sampler_list(void) { return kd_sampler_name_list(); }
+int kd_sampler_exists(const char *name) { return kd_sampler_find(name) != NULL; }
+
+static int same_name(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+/* The samplers a request asks for: a different one replaces the loaded one (it is rebuilt from
+ * the same scheduler_config.json when its stage loads). */
+static kd_status select_samplers(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g) {
+    char **cur[2] = {&p->decoder_sampler, &p->prior_sampler};
+    kd_sampler **loaded[2] = {&p->dec.sampler, &p->prior.sampler};
+    const char *want[2] = {g->sampler, g->prior_sampler};
+    for (int k = 0; k < 2; k++) {
+        if (same_name(*cur[k], want[k])) continue;
+        char *copy = want[k] ? strdup(want[k]) : NULL;
+        if (want[k] && !copy) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
+        free(*cur[k]);
+        *cur[k] = copy;
+        kd_sampler_free(*loaded[k]);
+        *loaded[k] = NULL;
+    }
+    return KD_OK;
 }
 
 kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const char *subfolder) {
@@ -198,21 +230,21 @@ kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const c
     if (!subfolder[0] || strchr(subfolder, '/') || strchr(subfolder, '\\') || !strcmp(subfolder, ".") ||
         !strcmp(subfolder, ".."))
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "decoder scheduler: '%.200s' is not a subfolder name", subfolder);
-    kd_sched *sched;
-    KD_TRY(load_sched(ctx, p->decoder_dir, subfolder, KD_SCHED_AUTO, &sched));
+    kd_sampler *sched;
+    KD_TRY(load_sampler(ctx, p->decoder_dir, subfolder, p->decoder_sampler, &sched));
     char *name = strdup(subfolder);
     if (!name) {
-        kd_sched_free(sched);
+        kd_sampler_free(sched);
         return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
     }
     free(p->decoder_sched_dir);
     p->decoder_sched_dir = name;
     /* Replace a loaded one; with low_memory the stage loads it from decoder_sched_dir when it runs. */
-    if (p->dec.sched || !p->low_memory) {
-        kd_sched_free(p->dec.sched);
-        p->dec.sched = sched;
+    if (p->dec.sampler || !p->low_memory) {
+        kd_sampler_free(p->dec.sampler);
+        p->dec.sampler = sched;
     } else {
-        kd_sched_free(sched);
+        kd_sampler_free(sched);
     }
     return KD_OK;
 }
@@ -237,9 +269,16 @@ static kd_status check_params(kd_ctx *ctx, const kd_gen_params *g) {
                            MAX_SIDE);
     if (g->steps < 1 || g->steps > MAX_STEPS)
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "steps = %d: must be 1..%d", g->steps, MAX_STEPS);
-    if (g->prior_steps < 2 || g->prior_steps > MAX_STEPS)
-        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior steps = %d: must be 2..%d (the UnCLIP schedule divides by steps - 1)",
-                           g->prior_steps, MAX_STEPS);
+    for (int k = 0; k < 2; k++) {
+        const char *name = k ? g->prior_sampler : g->sampler;
+        if (name && !kd_sampler_find(name))
+            return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "unknown %ssampler '%.100s' (one of: %s)", k ? "prior " : "", name,
+                               kd_sampler_name_list());
+    }
+    int unclip = !g->prior_sampler || !strcmp(g->prior_sampler, PRIOR_DEFAULT_SAMPLER);
+    if (g->prior_steps < (unclip ? 2 : 1) || g->prior_steps > MAX_STEPS)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior steps = %d: must be %d..%d%s", g->prior_steps, unclip ? 2 : 1,
+                           MAX_STEPS, unclip ? " (the UnCLIP schedule divides by steps - 1)" : "");
     if (g->num_images < 1 || g->num_images > MAX_IMAGES)
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "number of images = %d: must be 1..%d", g->num_images, MAX_IMAGES);
     if (!(g->guidance_scale == g->guidance_scale) || !(g->prior_guidance_scale == g->prior_guidance_scale) ||
@@ -271,6 +310,7 @@ kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
     KD_TRY(check_params(ctx, g));
     kd_rng rng;
     kd_rng_seed(&rng, g->seed);
+    KD_TRY(select_samplers(ctx, p, g));
     KD_TRY(load_prior_stage(ctx, p));
     return run_prior(ctx, p, g, &rng, image_embeds, negative_embeds);
 }
@@ -358,6 +398,7 @@ kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_im
     for (int i = 0; i < g->num_images; i++) images[i] = (kd_image){0};
     kd_rng rng;
     kd_rng_seed(&rng, g->seed);
+    KD_TRY(select_samplers(ctx, p, g));
     KD_TRY(load_prior_stage(ctx, p));
     int E = kd_prior_stage_embed_dim(&p->prior), N = g->num_images;
     float *emb = malloc((size_t)2 * N * E * sizeof(float)), *pixels = NULL;

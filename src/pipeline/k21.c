@@ -92,7 +92,7 @@ static kd_status img2img21(kd_ctx *ctx, const kd_decoder_stage *d, kd_rng *rng, 
     size_t nx = (size_t)n * per;
     int64_t t_used;
     kd_rng_randn(rng, x, nx);
-    return kd_k21_img2img_noise(in->init_latents, x, nx, in->strength, kd_sched_get_config(d->sched)->num_train_timesteps,
+    return kd_k21_img2img_noise(in->init_latents, x, nx, in->strength, d->sampler->num_train_timesteps,
                                 x, &t_used, &ctx->err);
 }
 

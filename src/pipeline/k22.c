@@ -36,10 +36,9 @@ static kd_status condition22(kd_ctx *ctx, const kd_decoder_stage *d, const kd_co
  * (add_noise with a timestep per sample): every image starts from the same noise. */
 static kd_status img2img22(kd_ctx *ctx, const kd_decoder_stage *d, kd_rng *rng, const kd_dec_inputs *in, int n,
                            size_t per, int start, float *x) {
-    int64_t t0 = kd_sched_timesteps(d->sched)[start];
     kd_rng_randn(rng, x, per);
     for (int b = n - 1; b >= 0; b--)
-        KD_TRY(kd_sched_add_noise(d->sched, in->init_latents + b * per, x, per, t0, x + b * per, &ctx->err));
+        KD_TRY(kd_sampler_add_noise(d->sampler, start, in->init_latents + b * per, x, per, x + b * per, &ctx->err));
     return KD_OK;
 }
 

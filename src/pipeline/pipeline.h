@@ -17,7 +17,7 @@
 #include "core/rng.h"
 #include "kandinsky.h"
 #include "models/autoencoder.h"
-#include "sched/scheduler.h"
+#include "sched/sampler.h"
 #include "text/clip_tokenizer.h"
 
 struct kd_xlmr_tokenizer;
@@ -29,7 +29,7 @@ typedef struct kd_prior_stage {
     kd_clip_text *text_encoder;
     kd_clip_vision *image_encoder;
     kd_prior *prior;
-    kd_sched *sched;
+    kd_sampler *sampler;
     const char *image_processor_config; /* <prior>/image_processor/preprocessor_config.json */
     /* CLIP embedding of the all-zero image: a constant of the model, kept across stage reloads */
     float *zero_embed;
@@ -42,7 +42,7 @@ typedef struct kd_decoder_stage {
     const kd_version_desc *version;
     kd_unet *unet;
     kd_autoencoder ae;
-    kd_sched *sched;
+    kd_sampler *sampler;
     struct kd_xlmr_tokenizer *xlmr; /* 2.1: the decoder reads the prompt too */
     kd_mclip *mclip;
 } kd_decoder_stage;
@@ -51,6 +51,8 @@ struct kd_pipeline {
     char *prior_dir, *decoder_dir;
     char *image_processor_config;
     char *decoder_sched_dir; /* subfolder of decoder_dir; NULL = "scheduler" */
+    char *decoder_sampler;   /* sampler names of the loaded samplers (NULL = the defaults) */
+    char *prior_sampler;
     int low_memory;
     kd_model_version version;
     kd_prior_stage prior;
@@ -142,7 +144,7 @@ struct kd_version_desc {
     int img2img_exact_size;   /* img2img latents must be the pipeline's latent size (2.1's get_new_h_w) */
     /* U-Net conditioning for the CFG batch */
     kd_status (*condition)(kd_ctx *ctx, const kd_decoder_stage *d, const kd_cond_args *a, kd_dec_cond *out);
-    /* img2img start: x[n, C, hw] ← the init latents noised to timesteps[start] (the scheduler's
+    /* img2img start: x[n, C, hw] ← the init latents noised to timesteps[start] (the sampler's
      * timesteps are set), drawing from rng as the version's pipeline does */
     kd_status (*img2img_latents)(kd_ctx *ctx, const kd_decoder_stage *d, kd_rng *rng, const kd_dec_inputs *in, int n,
                                  size_t per_image, int start, float *x);

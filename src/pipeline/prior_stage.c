@@ -109,14 +109,15 @@ typedef struct prior_loop {
 static kd_status denoise(kd_ctx *ctx, const kd_prior_stage *ps, const kd_prior_args *a, kd_rng *rng, prior_loop *lp,
                          int start) {
     kd_backend *be = &ctx->be;
-    kd_sched *s = ps->sched;
-    int n = kd_sched_num_timesteps(s), batch = lp->cfg ? 2 * lp->rows : lp->rows;
+    kd_sampler *s = ps->sampler;
+    int n = kd_sampler_num_timesteps(s), batch = lp->cfg ? 2 * lp->rows : lp->rows;
     size_t row_bytes = (size_t)lp->rows * lp->E * sizeof(float);
-    const int64_t *ts = kd_sched_timesteps(s);
+    const double *ts = kd_sampler_timesteps(s);
     kd_sched_shape shape = {lp->rows, lp->E, 1};
     for (int i = start; i < n; i++) {
         memcpy(lp->x_host_in, lp->x, row_bytes);
-        if (lp->cfg) memcpy((char *)lp->x_host_in + row_bytes, lp->x, row_bytes);
+        kd_sampler_scale_model_input(s, i, lp->x_host_in, (size_t)lp->rows * lp->E);
+        if (lp->cfg) memcpy((char *)lp->x_host_in + row_bytes, lp->x_host_in, row_bytes);
         for (int b = 0; b < batch; b++) lp->ts[b] = (float)ts[i];
         KD_TRY(kd_upload(be, lp->x_in, lp->x_host_in, (size_t)batch * lp->E * sizeof(float), &ctx->err));
         KD_TRY(kd_prior_forward_be(ps->prior, be, lp->x_in, lp->ts, lp->text->embeds, lp->text->hidden, lp->text->mask,
@@ -126,9 +127,8 @@ static kd_status denoise(kd_ctx *ctx, const kd_prior_stage *ps, const kd_prior_a
             float *u = lp->pred, *c = lp->pred + (size_t)lp->rows * lp->E;
             for (size_t k = 0; k < (size_t)lp->rows * lp->E; k++) u[k] = u[k] + lp->guidance * (c[k] - u[k]);
         }
-        int64_t prev = i + 1 < n ? ts[i + 1] : KD_SCHED_PREV_NONE;
-        kd_status st = kd_sched_step_unclip(s, lp->pred, lp->E, ts[i], prev, lp->x, &shape, rng, lp->x, NULL, &ctx->err);
-        if (st != KD_OK) return kd_err_prefix(&ctx->err, "prior scheduler");
+        kd_status st = kd_sampler_step(s, i, lp->pred, lp->E, lp->x, &shape, rng, lp->x, &ctx->err);
+        if (st != KD_OK) return kd_err_prefix(&ctx->err, "prior sampler %s", kd_sampler_name(s));
         kd_progress_report(&a->progress, "prior", i + 1 - start, n - start);
     }
     return KD_OK;
@@ -148,7 +148,7 @@ static kd_status init_from_image(kd_ctx *ctx, const kd_prior_stage *ps, const kd
     int E = kd_prior_embed_dim(ps->prior), count;
     if (!(a->strength >= 0.0f && a->strength <= 1.0f))
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior strength %g is outside [0, 1]", (double)a->strength);
-    KD_TRY(kd_sched_img2img_start(ps->sched, a->strength, start, &count, &ctx->err));
+    KD_TRY(kd_sampler_img2img_start(ps->sampler, a->strength, start, &count, &ctx->err));
     if (count < 1)
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "prior strength %g leaves no step out of %d", (double)a->strength,
                            a->steps);
@@ -158,8 +158,7 @@ static kd_status init_from_image(kd_ctx *ctx, const kd_prior_stage *ps, const kd
     for (int r = 1; s == KD_OK && r < rows; r++) memcpy(emb + (size_t)r * E, emb, (size_t)E * sizeof(float));
     if (s == KD_OK) {
         kd_rng_randn(rng, noise, (size_t)rows * E);
-        s = kd_sched_add_noise(ps->sched, emb, noise, (size_t)rows * E, kd_sched_timesteps(ps->sched)[*start], x,
-                               &ctx->err);
+        s = kd_sampler_add_noise(ps->sampler, *start, emb, noise, (size_t)rows * E, x, &ctx->err);
     }
     free(emb);
     free(noise);
@@ -207,13 +206,13 @@ kd_status kd_prior_run(kd_ctx *ctx, kd_prior_stage *ps, const kd_prior_args *a, 
     }
     kd_status s = encode_texts(ctx, ps, texts, batch, &tb);
     if (s == KD_OK) s = loop_alloc(ctx, &lp, batch);
-    if (s == KD_OK) s = kd_sched_set_timesteps(ps->sched, a->steps, &ctx->err);
+    if (s == KD_OK) s = kd_sampler_set_timesteps(ps->sampler, a->steps, &ctx->err);
     int start = 0;
     if (s == KD_OK && a->init_image) {
         s = init_from_image(ctx, ps, a, rng, lp.x, rows, &start);
     } else if (s == KD_OK) {
         kd_rng_randn(rng, lp.x, (size_t)rows * E); /* prepare_latents; init_noise_sigma = 1 */
-        float sigma = kd_sched_init_noise_sigma(ps->sched);
+        float sigma = kd_sampler_init_noise_sigma(ps->sampler);
         for (size_t k = 0; k < (size_t)rows * E; k++) lp.x[k] *= sigma;
     }
     if (s == KD_OK) {
