@@ -136,7 +136,9 @@ kd_status kd_sampler_img2img_start(const kd_sampler *s, double strength, int *st
     int init = (int)((double)n * strength);
     if (init > n) init = n;
     int t_start = n - init > 0 ? n - init : 0;
-    *start = t_start * s->order;
+    /* diffusers' Kandinsky pipelines slice scheduler.timesteps[t_start:] without scheduler.order
+     * (a Heun run starts inside its doubled list there too): same here */
+    *start = t_start;
     if (*start > s->num_timesteps) *start = s->num_timesteps;
     *count = s->num_timesteps - *start;
     return KD_OK;

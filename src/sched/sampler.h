@@ -78,8 +78,6 @@ struct kd_sampler {
     int num_timesteps;     /* model calls (Heun: 2·n − 1) */
     double *timesteps;     /* [num_timesteps], owned by the sampler, what the model is called with */
     float init_noise_sigma;
-    /* the img2img / inpainting start: Kandinsky's get_timesteps for n steps and a strength, as
-     * this sampler orders its timesteps (Heun: ×2); set by set_timesteps through order */
     int order;             /* diffusers' scheduler.order: 2 for Heun, else 1 */
     int num_train_timesteps; /* the config's (1000), set by kd_sampler_create */
     void *impl;            /* the sampler's own state */
@@ -115,7 +113,9 @@ kd_status kd_sampler_step(kd_sampler *s, int i, const float *model_output, int64
 kd_status kd_sampler_add_noise(const kd_sampler *s, int i, const float *original, const float *noise, size_t n,
                                float *out, kd_err *e);
 /* Kandinsky's get_timesteps: init = min(int(n·strength), n), t_start = max(n − init, 0); the loop
- * starts at index t_start·order. *count = model calls left (0 when strength·n < 1). */
+ * starts at index t_start (not t_start·order: diffusers' Kandinsky pipelines ignore the order, so a
+ * Heun img2img run starts inside its doubled list). *count = model calls left (0 when
+ * strength·n < 1). */
 kd_status kd_sampler_img2img_start(const kd_sampler *s, double strength, int *start, int *count, kd_err *e);
 
 /* ---- for sampler implementations ---- */
