@@ -2,7 +2,7 @@
  * times taken from the progress callback.
  *   bench_pipeline PRIOR_DIR DECODER_DIR [--threads N] [--low-memory 0|1] [--size 256] [--steps 10]
  *                  [--prior-steps 10] [--guidance 4] [--prior-guidance 4] [--seed 42] [--prompt TEXT]
- *                  [--out image.png] [--impl NAME]
+ *                  [--out image.png] [--impl NAME] [--sampler NAME] [--prior-sampler NAME]
  * One JSON line per stage ("median_ms" = the time of the one run, for bench/compare.py), then one
  * with the peak RSS. Stages, identical in bench_pipeline.py:
  *   load       kd_pipeline_load (with --low-memory 1 nothing is loaded there: loads happen inside the run)
@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: bench_pipeline PRIOR_DIR DECODER_DIR [--threads N] [--low-memory 0|1] [--size 256] "
                         "[--steps 10] [--prior-steps 10] [--guidance 4] [--prior-guidance 4] [--seed 42] "
-                        "[--prompt TEXT] [--out image.png] [--impl NAME]\n");
+                        "[--prompt TEXT] [--out image.png] [--impl NAME] [--sampler NAME] [--prior-sampler NAME]\n");
         return 2;
     }
     const char *prior_dir = argv[1], *dec_dir = argv[2], *out = NULL;
@@ -90,6 +90,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--prompt")) g.prompt = v;
         else if (!strcmp(k, "--out")) out = v;
         else if (!strcmp(k, "--impl")) impl = v;
+        else if (!strcmp(k, "--sampler")) g.sampler = v;
+        else if (!strcmp(k, "--prior-sampler")) g.prior_sampler = v;
         else {
             fprintf(stderr, "bench_pipeline: unknown option %s\n", k);
             return 2;

@@ -4,7 +4,7 @@ KandinskyV22CombinedPipeline runs them, timed by stage like bench_pipeline (C).
 
   python bench/bench_pipeline.py PRIOR_DIR DECODER_DIR [--threads N] [--mode split|both] [--size 256]
          [--steps 10] [--prior-steps 10] [--guidance 4] [--prior-guidance 4] [--seed 42] [--prompt TEXT]
-         [--out image.png]
+         [--out image.png] [--sampler NAME]
 
 --mode split (default): load the prior pipeline, run it, delete it + gc, then load and run the
 decoder pipeline (peak memory ≈ the larger pipeline; compare with bench_pipeline --low-memory 1).
@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--prompt", default="a red cat sitting on a chair, oil painting")
     ap.add_argument("--out")
+    ap.add_argument("--sampler", help="decoder sampler as kandinsky.c names it (default: the decoder's DDPM)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     try:
@@ -70,7 +71,20 @@ def main():
         return KandinskyV22PriorPipeline.from_pretrained(a.prior_dir, dtype=torch.float32)
 
     def load_decoder():
-        return KandinskyV22Pipeline.from_pretrained(a.decoder_dir, dtype=torch.float32)
+        pipe = KandinskyV22Pipeline.from_pretrained(a.decoder_dir, dtype=torch.float32)
+        if a.sampler:  # Class.from_config(pipe.scheduler.config, **overrides), as tests/data/samplers
+            from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                                   EulerDiscreteScheduler, HeunDiscreteScheduler, UniPCMultistepScheduler)
+            table = {"ddim": (DDIMScheduler, {}),
+                     "dpm++2m": (DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=2)),
+                     "dpm++2m-karras": (DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=2,
+                                                                          use_karras_sigmas=True)),
+                     "dpm++3m": (DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=3)),
+                     "unipc": (UniPCMultistepScheduler, {}), "euler": (EulerDiscreteScheduler, {}),
+                     "euler-a": (EulerAncestralDiscreteScheduler, {}), "heun": (HeunDiscreteScheduler, {})}
+            cls, over = table[a.sampler]
+            pipe.scheduler = cls.from_config(pipe.scheduler.config, **over)
+        return pipe
 
     t0 = time.perf_counter()
     prior = load_prior()
