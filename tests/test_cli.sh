@@ -128,6 +128,13 @@ check "controlnet without hint" 1 "hint" "$BIN" generate --prior "$P" --decoder 
 check "mix of prompts" 0 "mix.png" "${gen[@]}" --mix "text:a cat:0.7" --mix "text:a dog: with colon:0.3" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/mix.png"
 check "mix with an image" 0 "mixi.png" "${gen[@]}" --mix "text:a cat:0.7" --mix "image:$IN/mix_40x28.png:0.3" -W 32 -H 32 --steps 3 --prior-steps 2 -o "$TMP/mixi.png"
 check "prior emb2emb" 0 "e2e.png" "${gen[@]}" -p "a castle" --prior-image "$IN/mix_40x28.png" --prior-strength 0.5 -W 32 -H 32 --steps 3 --prior-steps 4 -o "$TMP/e2e.png"
+# samplers by name
+check "generate --help lists the samplers" 0 "dpm++2m-karras" "$BIN" generate --help
+check "unknown sampler" 2 "unknown sampler 'dpm++9m' (one of: ddpm, ddim, unclip, dpm++2m" "${gen[@]}" -p x --sampler dpm++9m
+check "unknown prior sampler" 2 "--prior-sampler: unknown sampler" "${gen[@]}" -p x --prior-sampler Euler
+check "dpm++2m" 0 "dpm.png" "${gen[@]}" -p "a lake" --sampler dpm++2m -W 32 -H 32 --steps 4 --prior-steps 3 -s 5 -o "$TMP/dpm.png"
+check "dpm++2m prior, heun decoder" 0 "heun.png" "${gen[@]}" -p "a lake" --prior-sampler dpm++2m --sampler heun -W 32 -H 32 --steps 3 --prior-steps 3 -s 5 -o "$TMP/heun.png"
+if grep -a -q "sampler: dpm++2m" "$TMP/dpm.png"; then passed=$((passed + 1)); echo "  ok the PNG parameters name the sampler"; else failed=$((failed + 1)); echo "FAIL the PNG parameters do not name the sampler"; fi
 check "bad mix spec" 2 "--mix expects" "${gen[@]}" --mix "text:no weight"
 check "bad mix kind" 2 "kind must be" "${gen[@]}" --mix "video:x.mp4:1"
 check "missing decoder scheduler" 1 "nope/scheduler_config.json" "${gen[@]}" -p x -W 32 -H 32 --steps 2 --prior-steps 2 --decoder-scheduler nope

@@ -9,9 +9,9 @@
 /* ---- registry ---- */
 
 static const kd_sampler_ops *const registry[] = {
-    &kd_sampler_ddpm,
-    &kd_sampler_ddim,
-    &kd_sampler_unclip,
+    &kd_sampler_ddpm,    &kd_sampler_ddim,    &kd_sampler_unclip, &kd_sampler_dpmpp_2m, &kd_sampler_dpmpp_2m_karras,
+    &kd_sampler_dpmpp_3m, &kd_sampler_dpmpp_sde, &kd_sampler_unipc, &kd_sampler_euler,    &kd_sampler_euler_a,
+    &kd_sampler_heun,
 };
 #define N_REGISTRY (sizeof registry / sizeof *registry)
 
@@ -136,9 +136,11 @@ kd_status kd_sampler_img2img_start(const kd_sampler *s, double strength, int *st
     int init = (int)((double)n * strength);
     if (init > n) init = n;
     int t_start = n - init > 0 ? n - init : 0;
-    /* diffusers' Kandinsky pipelines slice scheduler.timesteps[t_start:] without scheduler.order
-     * (a Heun run starts inside its doubled list there too): same here */
-    *start = t_start;
+    /* ×order as diffusers' SD img2img pipelines do (with set_begin_index). Its Kandinsky pipelines
+     * slice timesteps[t_start:] without the order: a Heun run then starts inside a pair of its
+     * doubled list, runs one sigma late and ends in NaN (checked with diffusers 0.42.1). Only Heun
+     * has order 2, so every other sampler starts where diffusers' Kandinsky pipelines start. */
+    *start = t_start * s->order;
     if (*start > s->num_timesteps) *start = s->num_timesteps;
     *count = s->num_timesteps - *start;
     return KD_OK;

@@ -113,8 +113,8 @@ kd_status kd_sampler_step(kd_sampler *s, int i, const float *model_output, int64
 kd_status kd_sampler_add_noise(const kd_sampler *s, int i, const float *original, const float *noise, size_t n,
                                float *out, kd_err *e);
 /* Kandinsky's get_timesteps: init = min(int(n·strength), n), t_start = max(n − init, 0); the loop
- * starts at index t_start (not t_start·order: diffusers' Kandinsky pipelines ignore the order, so a
- * Heun img2img run starts inside its doubled list). *count = model calls left (0 when
+ * starts at index t_start·order (Heun: 2·t_start; diffusers' Kandinsky pipelines forget the order
+ * and turn a Heun img2img run into NaN — sampler.c). *count = model calls left (0 when
  * strength·n < 1). */
 kd_status kd_sampler_img2img_start(const kd_sampler *s, double strength, int *start, int *count, kd_err *e);
 
