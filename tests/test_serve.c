@@ -39,6 +39,14 @@ typedef struct reply {
 static void reply_free(reply *r) { free(r->data); }
 
 /* Sends raw bytes (optionally half of them, then a pause), reads until the server closes. */
+/* 1 when the reply (headers + a binary body) contains s. */
+static int has_bytes(const reply *r, const char *s) {
+    size_t n = strlen(s);
+    for (size_t i = 0; r->data && i + n <= r->len; i++)
+        if (!memcmp(r->data + i, s, n)) return 1;
+    return 0;
+}
+
 static reply exchange(const char *req, size_t len) {
     reply r = {0};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -199,12 +207,19 @@ int main(void) {
                           "\"prior_num_inference_steps\": 2}");
     TEST_CHECK(r.status == 200 && strstr(r.data, "X-Seed: "), "no seed: a random one is used and reported (%d)", r.status);
     reply_free(&r);
+    r = post("/generate", "{\"prompt\": \"x\", \"width\": 32, \"height\": 32, \"num_inference_steps\": 3, "
+                          "\"prior_num_inference_steps\": 2, \"sampler\": \"dpm++2m\", \"prior_sampler\": \"unipc\", \"seed\": 1}");
+    TEST_CHECK(r.status == 200 && has_bytes(&r, "\nsampler: dpm++2m\n") && has_bytes(&r, "\nprior sampler: unipc\n"),
+               "samplers by name, recorded in the PNG parameters (%d)", r.status);
+    reply_free(&r);
 
     expect("invalid JSON", post("/generate", "{\"prompt\": "), 400, "not valid JSON");
     expect("not an object", post("/generate", "[1, 2]"), 400, "JSON object");
     expect("prompt missing", post("/generate", "{\"seed\": 1}"), 400, "prompt is required");
     expect("prompt not a string", post("/generate", "{\"prompt\": 5}"), 400, "prompt must be a string");
     expect("unknown field", post("/generate", "{\"prompt\": \"x\", \"stpes\": 5}"), 400, "unknown field 'stpes'");
+    expect("unknown sampler", post("/generate", "{\"prompt\": \"x\", \"sampler\": \"dpm++9m\"}"), 400,
+           "sampler must be one of: ddpm, ddim, unclip, dpm++2m");
     expect("width 60000", post("/generate", "{\"prompt\": \"x\", \"width\": 60000}"), 400, "--max-size");
     expect("width 2048 (over --max-size)", post("/generate", "{\"prompt\": \"x\", \"height\": 2048}"), 400,
            "--max-size 1024");
