@@ -82,7 +82,7 @@ kd_status kd_sampler_load(const char *config_path, const char *name, kd_sampler 
     KD_TRY(kd_config_load(config_path, &cfg, e));
     kd_status s = kd_sampler_from_config(&cfg, name, out, e);
     kd_config_free(&cfg);
-    if (s != KD_OK) kd_err_prefix(e, "%s", config_path);
+    if (s != KD_OK && !(e && strstr(e->msg, config_path))) kd_err_prefix(e, "%s", config_path); /* named once */
     return s;
 }
 
