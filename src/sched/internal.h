@@ -1,5 +1,6 @@
-/* Internals shared by the files of src/sched: ddpm.c holds the schedule and the common parts of a
- * step, ddim.c and unclip.c their own steps. Nothing outside src/sched includes this. */
+/* Internals of the kd_sched kinds: schedule.c holds the schedule and the common parts of a step,
+ * ddpm.c, ddim.c and unclip.c their own steps, step.c the dispatch. Nothing outside src/sched
+ * includes this (but the samplers that reuse the thresholding). */
 #ifndef KD_SCHED_INTERNAL_H
 #define KD_SCHED_INTERNAL_H
 
@@ -41,6 +42,7 @@ static inline size_t kd_sched__mo_index(const kd_sched_step_args *a, size_t i) {
 /* DDPM/DDIM dynamic thresholding of x0 in place (per batch row). */
 void kd_sched__threshold(const kd_sched *s, const kd_sched_step_args *a);
 void kd_sched__clip(float *x, size_t n, double range);
+kd_status kd_sched__ddpm_step(kd_sched *s, int64_t t, const kd_sched_step_args *a, kd_rng *rng, kd_err *e);
 kd_status kd_sched__ddim_step(kd_sched *s, int64_t t, const kd_sched_step_args *a, kd_rng *rng, kd_err *e);
 kd_status kd_sched__unclip_step(kd_sched *s, int64_t t, int64_t prev_t, const kd_sched_step_args *a, kd_rng *rng,
                                 kd_err *e);
