@@ -50,6 +50,7 @@
 
 #include "sched/internal.h"
 #include "sched/dpmsolver.h"
+#include "sched/sigma_util.h"
 
 typedef struct dpm {
     /* configuration */
@@ -235,41 +236,9 @@ static void dpm_destroy(kd_sampler *s) {
 /* ------------------------------------------------------------------------------------------------
  * set_timesteps */
 
-static float f32_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+/* numpy's float32 np.log, bit for bit: kd_np_logf (sigma_util.c). */
+#define np_logf kd_np_logf
 
-/* numpy's float32 np.log on x86-64 with AVX2 or AVX512F (numpy/_core/src/umath/
- * loops_exponent_log.dispatch.c.src, simd_log_FLOAT): x = m · 2^k with m in [0.5, 1), m doubled
- * (k - 1) when m <= sqrt(1/2), log1p(m - 1) as a P5/Q5 rational (FMA Horner), + k · ln 2 (FMA).
- * Not correctly rounded; numpy's own results, bit for bit. */
-static float np_logf(float x) {
-    if (isnan(x)) return x;
-    if (x < 0.0f) return -NAN;
-    if (x == 0.0f) return -INFINITY;
-    if (isinf(x)) return x;
-    int ex;
-    float m = frexpf(x, &ex);
-    float k = (float)ex;
-    if (m <= f32_bits(0x3F3504F3u)) {
-        m = m + m;
-        k = k - 1.0f;
-    }
-    float y = m - 1.0f;
-    static const uint32_t P[6] = {0x00000000u, 0x3F800000u, 0x4007361Cu, 0x3FBD70A9u, 0x3EC30333u, 0x3CD42BCDu};
-    static const uint32_t Q[6] = {0x3F800000u, 0x4027361Cu, 0x401CFE0Du, 0x3F7C8AE4u, 0x3E1E5BF3u, 0x3BC083DFu};
-    float num = fmaf(f32_bits(P[5]), y, f32_bits(P[4]));
-    float den = fmaf(f32_bits(Q[5]), y, f32_bits(Q[4]));
-    for (int i = 3; i >= 0; i--) {
-        num = fmaf(num, y, f32_bits(P[i]));
-        den = fmaf(den, y, f32_bits(Q[i]));
-    }
-    return fmaf(k, f32_bits(0x3F317218u), num / den);
-}
-
-/* torch float32 log / exp (see the top: correctly rounded here, MKL's in torch). */
 static float t_logf(float x) { return (float)log((double)x); }
 static float t_expf(float x) { return (float)exp((double)x); }
 
