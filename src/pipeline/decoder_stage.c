@@ -144,7 +144,7 @@ static kd_status init_latents(kd_ctx *ctx, const kd_decoder_stage *ds, kd_rng *r
         if (count < 1)
             return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
                                "strength %g leaves no denoising step out of %d (strength × steps must be >= 1)",
-                               d->in->strength, kd_sampler_num_timesteps(ds->sampler));
+                               d->in->strength, ds->sampler->num_inference_steps);
         return ds->version->img2img_latents(ctx, ds, rng, d->in, d->n, per, *start, d->x);
     }
     kd_rng_randn(rng, d->x, nx);
