@@ -38,6 +38,19 @@ KD_OP kd_copy(kd_backend *be, void *dst, const void *src, size_t bytes, kd_err *
     return be->ops->copy(be, dst, src, bytes, e);
 }
 KD_OP kd_sync(kd_backend *be, kd_err *e) { return be->ops->sync(be, e); }
+/* A backend buffer standing for the host buffer `host` (bytes long) in a loop that moves data
+ * between them every step: host itself where backend memory is host memory (the uploads and
+ * downloads between the two are then no-ops), else a new backend allocation. */
+KD_OP kd_be_mirror(kd_backend *be, void *host, size_t bytes, void **dev, kd_err *e) {
+    if (be->ops->host_visible) {
+        *dev = host;
+        return KD_OK;
+    }
+    return be->ops->alloc(be, bytes, dev, e);
+}
+static inline void kd_be_mirror_free(kd_backend *be, const void *host, void *dev) {
+    if (dev && dev != host) be->ops->free(be, dev);
+}
 
 /* ---- matrix products ---- */
 

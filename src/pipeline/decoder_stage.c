@@ -13,7 +13,8 @@
  *   inpaint (2.2): x = m·image_latents + (1 − m)·x
  *
  * The U-Net runs on backend memory: the conditioning and the hint go up once, and per step the
- * U-Net input goes up and its output comes down (the scheduler works on host arrays). */
+ * U-Net input goes up and its output comes down (the scheduler works on host arrays; where backend
+ * memory is host memory both are the same buffers, kd_be_mirror). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,8 @@ static kd_status check_unet(kd_ctx *ctx, const kd_decoder_stage *ds, const dec_l
 }
 
 static void loop_free(kd_backend *be, dec_loop *d) {
+    kd_be_mirror_free(be, d->x_in, d->d_x_in); /* before the host buffers they may stand for */
+    kd_be_mirror_free(be, d->out, d->d_out);
     free(d->x_in);
     free(d->out);
     free(d->model_out);
@@ -179,8 +182,6 @@ static void loop_free(kd_backend *be, dec_loop *d) {
     free(d->hint);
     free(d->noise0);
     free(d->tmp);
-    kd_be_free(be, d->d_x_in);
-    kd_be_free(be, d->d_out);
     for (int i = 0; i < 4; i++) kd_be_free(be, d->d_bufs[i]);
 }
 
@@ -207,8 +208,8 @@ static kd_status loop_alloc(kd_ctx *ctx, const kd_denoise_args *a, dec_loop *d) 
     if (!d->x_in || !d->out || !d->model_out || !d->ts || (d->in && d->in->hint && !d->hint) ||
         (d->in && d->in->mask && (!d->noise0 || !d->tmp)))
         return kd_ctx_fail(ctx, KD_ERR_OOM, "decoder: out of memory for %d×%d latents", a->lat_w, a->lat_h);
-    KD_TRY(kd_be_alloc(&ctx->be, (size_t)d->batch * d->Cin * d->hw * f, (void **)&d->d_x_in, &ctx->err));
-    KD_TRY(kd_be_alloc(&ctx->be, (size_t)d->batch * d->Cout * d->hw * f, (void **)&d->d_out, &ctx->err));
+    KD_TRY(kd_be_mirror(&ctx->be, d->x_in, (size_t)d->batch * d->Cin * d->hw * f, (void **)&d->d_x_in, &ctx->err));
+    KD_TRY(kd_be_mirror(&ctx->be, d->out, (size_t)d->batch * d->Cout * d->hw * f, (void **)&d->d_out, &ctx->err));
     d->cond.timesteps = d->ts;
     KD_TRY(upload_new(ctx, d, 0, c->image_embeds, (size_t)c->batch * c->image_dim * f, &d->cond.image_embeds));
     if (c->text_embeds) {

@@ -172,17 +172,17 @@ static kd_status loop_alloc(kd_ctx *ctx, prior_loop *lp, int batch) {
     lp->pred = malloc(eb);
     lp->ts = malloc((size_t)batch * sizeof(float));
     if (!lp->x || !lp->x_host_in || !lp->pred || !lp->ts) return kd_ctx_fail(ctx, KD_ERR_OOM, "prior: out of memory");
-    KD_TRY(kd_be_alloc(&ctx->be, eb, (void **)&lp->x_in, &ctx->err));
-    return kd_be_alloc(&ctx->be, eb, (void **)&lp->out, &ctx->err);
+    KD_TRY(kd_be_mirror(&ctx->be, lp->x_host_in, eb, (void **)&lp->x_in, &ctx->err));
+    return kd_be_mirror(&ctx->be, lp->pred, eb, (void **)&lp->out, &ctx->err);
 }
 
 static void loop_free(kd_backend *be, prior_loop *lp) {
+    kd_be_mirror_free(be, lp->x_host_in, lp->x_in); /* before the host buffers they may stand for */
+    kd_be_mirror_free(be, lp->pred, lp->out);
     free(lp->x);
     free(lp->x_host_in);
     free(lp->pred);
     free(lp->ts);
-    kd_be_free(be, lp->x_in);
-    kd_be_free(be, lp->out);
 }
 
 kd_status kd_prior_run(kd_ctx *ctx, kd_prior_stage *ps, const kd_prior_args *a, kd_rng *rng, float *image_embeds,
