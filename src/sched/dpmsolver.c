@@ -85,40 +85,18 @@ static dpm *D(const kd_sampler *s) { return s->impl; }
 /* ------------------------------------------------------------------------------------------------
  * config */
 
-static kd_status get_bool(const kd_config *cfg, const char *key, int def, int *out, kd_err *e) {
-    const cJSON *it = kd_config_get(cfg, key);
-    if (it && cJSON_IsNull(it)) { /* None is falsy */
-        *out = 0;
-        return KD_OK;
-    }
-    return kd_config_bool_or(cfg, key, def, out, e);
-}
-
 /* A string key among names (NULL-terminated); absent / null → def (an index). */
 static kd_status get_choice(const kd_config *cfg, const char *key, const char *const *names, int def, int *out,
                             kd_err *e) {
-    const char *v;
-    KD_TRY(kd_config_str_or(cfg, key, NULL, &v, e));
-    if (!v) {
-        *out = def;
-        return KD_OK;
-    }
-    char list[200] = "";
-    for (int i = 0; names[i]; i++) {
-        if (!strcmp(v, names[i])) {
-            *out = i;
-            return KD_OK;
-        }
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s'%s'", i ? ", " : "", names[i]);
-    }
-    return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is '%.64s', expected one of %s", cfg->origin, key, v, list);
+    int n = 0;
+    while (names[n]) n++;
+    return kd_sched__get_enum(cfg, key, names, n, def, out, e);
 }
 
 /* Refuses a boolean option this build does not implement. */
 static kd_status refuse_true(const kd_config *cfg, const char *key, kd_err *e) {
     int v;
-    KD_TRY(get_bool(cfg, key, 0, &v, e));
+    KD_TRY(kd_sched__get_bool(cfg, key, 0, &v, e));
     if (v) return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: %s true is not supported", cfg->origin, key);
     return KD_OK;
 }
@@ -173,7 +151,7 @@ static kd_status dpm_init_with(kd_sampler *s, const kd_config *cfg, int order, i
         return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: prediction_type 'flow_prediction' is not supported", cfg->origin);
     d->prediction_type = v == 0 ? KD_PRED_EPSILON : v == 1 ? KD_PRED_SAMPLE : KD_PRED_V;
 
-    KD_TRY(get_bool(cfg, "thresholding", 0, &d->thresholding, e));
+    KD_TRY(kd_sched__get_bool(cfg, "thresholding", 0, &d->thresholding, e));
     KD_TRY(kd_config_float_or(cfg, "dynamic_thresholding_ratio", 0.995, &d->dynamic_thresholding_ratio, e));
     KD_TRY(kd_config_float_or(cfg, "sample_max_value", 1.0, &d->sample_max_value, e));
     if (d->thresholding && !(d->dynamic_thresholding_ratio >= 0.0 && d->dynamic_thresholding_ratio <= 1.0))
@@ -185,8 +163,8 @@ static kd_status dpm_init_with(kd_sampler *s, const kd_config *cfg, int order, i
     KD_TRY(get_choice(cfg, "solver_type", solver_names, 0, &v, e));
     d->heun = v == 1;
 
-    KD_TRY(get_bool(cfg, "lower_order_final", 1, &d->lower_order_final, e));
-    KD_TRY(get_bool(cfg, "euler_at_final", 0, &d->euler_at_final, e));
+    KD_TRY(kd_sched__get_bool(cfg, "lower_order_final", 1, &d->lower_order_final, e));
+    KD_TRY(kd_sched__get_bool(cfg, "euler_at_final", 0, &d->euler_at_final, e));
     KD_TRY(refuse_true(cfg, "use_exponential_sigmas", e));
     KD_TRY(refuse_true(cfg, "use_beta_sigmas", e));
     KD_TRY(refuse_true(cfg, "use_lu_lambdas", e));

@@ -31,6 +31,16 @@ typedef struct kd_sched_step_args {
     float *sel;                /* scratch for channels · inner values (thresholding) */
 } kd_sched_step_args;
 
+/* scheduler_config.json readers with diffusers' semantics, shared by every scheduler and sampler:
+ * a missing key takes def; a null boolean is false (None); out-of-range ints and unknown enum
+ * strings are KD_ERR_FORMAT naming the file and key. get_enum: names[i] ↔ i (NULL entries are
+ * gaps, never matched); absent or null → def. */
+kd_status kd_sched__get_bool(const kd_config *cfg, const char *key, int def, int *out, kd_err *e);
+kd_status kd_sched__get_int(const kd_config *cfg, const char *key, int def, int64_t lo, int64_t hi, int *out,
+                            kd_err *e);
+kd_status kd_sched__get_enum(const kd_config *cfg, const char *key, const char *const *names, int count, int def,
+                             int *out, kd_err *e);
+
 kd_status kd_sched__prepare(kd_sched *s, const float *model_output, int64_t model_channels, int64_t t,
                             const float *sample, const kd_sched_shape *shape, int split_variance, float *prev_sample,
                             float *pred_original, kd_sched_step_args *a, kd_err *e);

@@ -46,8 +46,10 @@ void kd_sched_config_default(kd_sched_kind kind, kd_sched_config *c) {
     c->set_alpha_to_one = 1;
 }
 
+static const char *origin_of(const kd_config *cfg) { return cfg->origin ? cfg->origin : "scheduler config"; }
+
 /* A boolean key: absent → def; null → false (diffusers passes None, which is falsy). */
-static kd_status get_bool(const kd_config *cfg, const char *key, int def, int *out, kd_err *e) {
+kd_status kd_sched__get_bool(const kd_config *cfg, const char *key, int def, int *out, kd_err *e) {
     const cJSON *it = kd_config_get(cfg, key);
     if (it && cJSON_IsNull(it)) {
         *out = 0;
@@ -56,20 +58,20 @@ static kd_status get_bool(const kd_config *cfg, const char *key, int def, int *o
     return kd_config_bool_or(cfg, key, def, out, e);
 }
 
-static kd_status get_int(const kd_config *cfg, const char *key, int def, int64_t lo, int64_t hi, int *out,
-                         kd_err *e) {
+kd_status kd_sched__get_int(const kd_config *cfg, const char *key, int def, int64_t lo, int64_t hi, int *out,
+                            kd_err *e) {
     int64_t v;
     KD_TRY(kd_config_int_or(cfg, key, def, &v, e));
     if (v < lo || v > hi)
-        return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is %lld, expected %lld..%lld", cfg->origin, key, (long long)v,
+        return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is %lld, expected %lld..%lld", origin_of(cfg), key, (long long)v,
                        (long long)lo, (long long)hi);
     *out = (int)v;
     return KD_OK;
 }
 
 /* A string key mapped to an enum: names[i] ↔ value i; NULL names are not accepted. */
-static kd_status get_enum(const kd_config *cfg, const char *key, const char *const *names, int count, int def,
-                          int *out, kd_err *e) {
+kd_status kd_sched__get_enum(const kd_config *cfg, const char *key, const char *const *names, int count, int def,
+                             int *out, kd_err *e) {
     const char *v;
     KD_TRY(kd_config_str_or(cfg, key, NULL, &v, e));
     if (!v) {
@@ -86,7 +88,7 @@ static kd_status get_enum(const kd_config *cfg, const char *key, const char *con
         size_t l = strlen(list);
         snprintf(list + l, sizeof list - l, "%s'%s'", l ? ", " : "", names[i]);
     }
-    return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is '%.64s', expected one of %s", cfg->origin, key, v, list);
+    return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is '%.64s', expected one of %s", origin_of(cfg), key, v, list);
 }
 
 kd_status kd_sched_config_parse(const kd_config *cfg, kd_sched_kind kind, kd_sched_config *out, kd_err *e) {
@@ -112,13 +114,13 @@ kd_status kd_sched_config_parse(const kd_config *cfg, kd_sched_kind kind, kd_sch
     kd_sched_config_default(kind, &c);
     int v;
 
-    KD_TRY(get_int(cfg, "num_train_timesteps", 1000, 1, KD_SCHED_MAX_TRAIN_TIMESTEPS, &c.num_train_timesteps, e));
-    KD_TRY(get_bool(cfg, "clip_sample", c.clip_sample, &c.clip_sample, e));
+    KD_TRY(kd_sched__get_int(cfg, "num_train_timesteps", 1000, 1, KD_SCHED_MAX_TRAIN_TIMESTEPS, &c.num_train_timesteps, e));
+    KD_TRY(kd_sched__get_bool(cfg, "clip_sample", c.clip_sample, &c.clip_sample, e));
     KD_TRY(kd_config_float_or(cfg, "clip_sample_range", c.clip_sample_range, &c.clip_sample_range, e));
 
     static const char *const pred_names[] = {"epsilon", "sample", "v_prediction"};
     int npred = kind == KD_SCHED_UNCLIP ? 2 : 3; /* UnCLIP has no v_prediction */
-    KD_TRY(get_enum(cfg, "prediction_type", pred_names, npred, KD_PRED_EPSILON, &v, e));
+    KD_TRY(kd_sched__get_enum(cfg, "prediction_type", pred_names, npred, KD_PRED_EPSILON, &v, e));
     c.prediction_type = (kd_prediction_type)v;
 
     static const char *const beta_names[] = {"linear", "scaled_linear", "squaredcos_cap_v2"};
@@ -133,7 +135,7 @@ kd_status kd_sched_config_parse(const kd_config *cfg, kd_sched_kind kind, kd_sch
                            "not '%.64s'", origin, bs);
         c.beta_schedule = KD_BETA_SQUAREDCOS_CAP_V2;
     } else {
-        KD_TRY(get_enum(cfg, "beta_schedule", beta_names, 3, KD_BETA_LINEAR, &v, e));
+        KD_TRY(kd_sched__get_enum(cfg, "beta_schedule", beta_names, 3, KD_BETA_LINEAR, &v, e));
         c.beta_schedule = (kd_beta_schedule)v;
         KD_TRY(kd_config_float_or(cfg, "beta_start", c.beta_start, &c.beta_start, e));
         KD_TRY(kd_config_float_or(cfg, "beta_end", c.beta_end, &c.beta_end, e));
@@ -144,17 +146,17 @@ kd_status kd_sched_config_parse(const kd_config *cfg, kd_sched_kind kind, kd_sch
                                origin, kd_json_kind(tb));
             c.beta_schedule = KD_BETA_TRAINED;
         }
-        KD_TRY(get_bool(cfg, "thresholding", 0, &c.thresholding, e));
+        KD_TRY(kd_sched__get_bool(cfg, "thresholding", 0, &c.thresholding, e));
         KD_TRY(kd_config_float_or(cfg, "dynamic_thresholding_ratio", c.dynamic_thresholding_ratio,
                                   &c.dynamic_thresholding_ratio, e));
         KD_TRY(kd_config_float_or(cfg, "sample_max_value", c.sample_max_value, &c.sample_max_value, e));
         static const char *const spacing_names[] = {"leading", "trailing", "linspace"};
-        KD_TRY(get_enum(cfg, "timestep_spacing", spacing_names, 3, KD_SPACING_LEADING, &v, e));
+        KD_TRY(kd_sched__get_enum(cfg, "timestep_spacing", spacing_names, 3, KD_SPACING_LEADING, &v, e));
         c.timestep_spacing = (kd_timestep_spacing)v;
-        KD_TRY(get_int(cfg, "steps_offset", 0, -KD_SCHED_MAX_TRAIN_TIMESTEPS, KD_SCHED_MAX_TRAIN_TIMESTEPS,
+        KD_TRY(kd_sched__get_int(cfg, "steps_offset", 0, -KD_SCHED_MAX_TRAIN_TIMESTEPS, KD_SCHED_MAX_TRAIN_TIMESTEPS,
                        &c.steps_offset, e));
         int rescale;
-        KD_TRY(get_bool(cfg, "rescale_betas_zero_snr", 0, &rescale, e));
+        KD_TRY(kd_sched__get_bool(cfg, "rescale_betas_zero_snr", 0, &rescale, e));
         if (rescale)
             return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: rescale_betas_zero_snr true is not supported", origin);
         if (c.thresholding && !(c.dynamic_thresholding_ratio >= 0.0 && c.dynamic_thresholding_ratio <= 1.0))
@@ -172,14 +174,14 @@ kd_status kd_sched_config_parse(const kd_config *cfg, kd_sched_kind kind, kd_sch
         if (vt && strcmp(vt, "fixed_large_log") == 0)
             return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: variance_type 'fixed_large_log' is not supported (diffusers' "
                            "DDPMScheduler.step takes the square root of log(beta) and returns NaN)", origin);
-        KD_TRY(get_enum(cfg, "variance_type", var_names, 5, KD_VAR_FIXED_SMALL, &v, e));
+        KD_TRY(kd_sched__get_enum(cfg, "variance_type", var_names, 5, KD_VAR_FIXED_SMALL, &v, e));
         c.variance_type = (kd_variance_type)v;
     } else if (kind == KD_SCHED_UNCLIP) {
         static const char *const var_names[] = {NULL, "fixed_small_log", NULL, NULL, "learned_range"};
-        KD_TRY(get_enum(cfg, "variance_type", var_names, 5, KD_VAR_FIXED_SMALL_LOG, &v, e));
+        KD_TRY(kd_sched__get_enum(cfg, "variance_type", var_names, 5, KD_VAR_FIXED_SMALL_LOG, &v, e));
         c.variance_type = (kd_variance_type)v;
     } else {
-        KD_TRY(get_bool(cfg, "set_alpha_to_one", 1, &c.set_alpha_to_one, e));
+        KD_TRY(kd_sched__get_bool(cfg, "set_alpha_to_one", 1, &c.set_alpha_to_one, e));
     }
     *out = c;
     return KD_OK;

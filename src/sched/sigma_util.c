@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sched/internal.h"
 #include "sched/sampler.h"
 
 #define KD_SIGMA_MAX_TRAIN_TIMESTEPS (1 << 20)
@@ -23,48 +24,6 @@ const char *kd_sigma_class_name(kd_sigma_class cls) {
 /* ------------------------------------------------------------------------------------------------
  * config keys */
 
-/* A boolean key: absent → def; null → false (diffusers gets None, which is falsy). */
-static kd_status get_bool(const kd_config *cfg, const char *key, int def, int *out, kd_err *e) {
-    const cJSON *it = kd_config_get(cfg, key);
-    if (it && cJSON_IsNull(it)) {
-        *out = 0;
-        return KD_OK;
-    }
-    return kd_config_bool_or(cfg, key, def, out, e);
-}
-
-static kd_status get_int(const kd_config *cfg, const char *origin, const char *key, int def, int64_t lo, int64_t hi,
-                         int *out, kd_err *e) {
-    int64_t v;
-    KD_TRY(kd_config_int_or(cfg, key, def, &v, e));
-    if (v < lo || v > hi)
-        return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is %lld, expected %lld..%lld", origin, key, (long long)v,
-                       (long long)lo, (long long)hi);
-    *out = (int)v;
-    return KD_OK;
-}
-
-/* A string key that must be one of names[] (index returned); absent or null → def. */
-static kd_status get_enum(const kd_config *cfg, const char *origin, const char *key, const char *const *names,
-                          int count, int def, int *out, kd_err *e) {
-    const char *v;
-    KD_TRY(kd_config_str_or(cfg, key, NULL, &v, e));
-    if (!v) {
-        *out = def;
-        return KD_OK;
-    }
-    char list[256] = "";
-    for (int i = 0; i < count; i++) {
-        if (strcmp(v, names[i]) == 0) {
-            *out = i;
-            return KD_OK;
-        }
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s'%s'", l ? ", " : "", names[i]);
-    }
-    return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is '%.64s', expected one of %s", origin, key, v, list);
-}
-
 /* An optional float that may be null (sigma_min / sigma_max). */
 static kd_status get_opt_float(const kd_config *cfg, const char *key, int *has, double *out, kd_err *e) {
     *has = kd_config_has(cfg, key);
@@ -76,7 +35,7 @@ static kd_status get_opt_float(const kd_config *cfg, const char *key, int *has, 
 static kd_status refuse_true(const kd_config *cfg, const char *origin, kd_sigma_class cls, const char *key,
                              kd_err *e) {
     int v;
-    KD_TRY(get_bool(cfg, key, 0, &v, e));
+    KD_TRY(kd_sched__get_bool(cfg, key, 0, &v, e));
     if (v)
         return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: %s with %s true is not supported", origin, kd_sigma_class_name(cls),
                        key);
@@ -88,14 +47,14 @@ static kd_status parse_config(const kd_config *cfg, const char *origin, kd_sigma
     memset(c, 0, sizeof *c);
     c->cls = cls;
     c->clip_sample_range = 1.0;
-    KD_TRY(get_int(cfg, origin, "num_train_timesteps", 1000, 1, KD_SIGMA_MAX_TRAIN_TIMESTEPS, &c->num_train_timesteps,
+    KD_TRY(kd_sched__get_int(cfg, "num_train_timesteps", 1000, 1, KD_SIGMA_MAX_TRAIN_TIMESTEPS, &c->num_train_timesteps,
                    e));
 
     /* prediction_type: what each class's step accepts (EulerDiscreteScheduler also takes
      * "original_sample" as "sample"; the ancestral one raises NotImplementedError for "sample") */
     static const char *const pred_names[] = {"epsilon", "sample", "v_prediction", "original_sample"};
     int v;
-    KD_TRY(get_enum(cfg, origin, "prediction_type", pred_names, 4, 0, &v, e));
+    KD_TRY(kd_sched__get_enum(cfg, "prediction_type", pred_names, 4, 0, &v, e));
     if (v == 3 && cls != KD_SIGMA_EULER)
         return kd_errf(e, KD_ERR_FORMAT, "%s: %s does not know prediction_type 'original_sample' (epsilon, sample, "
                        "v_prediction)", origin, kd_sigma_class_name(cls));
@@ -105,14 +64,14 @@ static kd_status parse_config(const kd_config *cfg, const char *origin, kd_sigma
     c->prediction_type = v == 0 ? KD_PRED_EPSILON : v == 2 ? KD_PRED_V : KD_PRED_SAMPLE;
 
     static const char *const spacing_names[] = {"leading", "trailing", "linspace"}; /* kd_timestep_spacing order */
-    KD_TRY(get_enum(cfg, origin, "timestep_spacing", spacing_names, 3, KD_SPACING_LINSPACE, &v, e));
+    KD_TRY(kd_sched__get_enum(cfg, "timestep_spacing", spacing_names, 3, KD_SPACING_LINSPACE, &v, e));
     c->timestep_spacing = (kd_timestep_spacing)v;
-    KD_TRY(get_int(cfg, origin, "steps_offset", 0, -KD_SIGMA_MAX_TRAIN_TIMESTEPS, KD_SIGMA_MAX_TRAIN_TIMESTEPS,
+    KD_TRY(kd_sched__get_int(cfg, "steps_offset", 0, -KD_SIGMA_MAX_TRAIN_TIMESTEPS, KD_SIGMA_MAX_TRAIN_TIMESTEPS,
                    &c->steps_offset, e));
 
     if (cls != KD_SIGMA_HEUN) KD_TRY(refuse_true(cfg, origin, cls, "rescale_betas_zero_snr", e));
     if (cls != KD_SIGMA_EULER_A) {
-        KD_TRY(get_bool(cfg, "use_karras_sigmas", 0, &c->use_karras_sigmas, e));
+        KD_TRY(kd_sched__get_bool(cfg, "use_karras_sigmas", 0, &c->use_karras_sigmas, e));
         KD_TRY(refuse_true(cfg, origin, cls, "use_exponential_sigmas", e));
         KD_TRY(refuse_true(cfg, origin, cls, "use_beta_sigmas", e));
         /* Euler registers sigma_min / sigma_max; Heun reads them too when the config has them
@@ -128,12 +87,12 @@ static kd_status parse_config(const kd_config *cfg, const char *origin, kd_sigma
     }
     if (cls == KD_SIGMA_EULER) {
         static const char *const interp_names[] = {"linear", "log_linear"};
-        KD_TRY(get_enum(cfg, origin, "interpolation_type", interp_names, 2, 0, &v, e));
+        KD_TRY(kd_sched__get_enum(cfg, "interpolation_type", interp_names, 2, 0, &v, e));
         if (v == 1)
             return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: EulerDiscreteScheduler with interpolation_type 'log_linear' is "
                            "not supported (linear)", origin);
         static const char *const final_names[] = {"zero", "sigma_min"};
-        KD_TRY(get_enum(cfg, origin, "final_sigmas_type", final_names, 2, 0, &c->final_sigma_min, e));
+        KD_TRY(kd_sched__get_enum(cfg, "final_sigmas_type", final_names, 2, 0, &c->final_sigma_min, e));
         /* timestep_type: diffusers only acts on "continuous" together with v_prediction (the
          * timesteps become 0.25·log σ); any other value is the discrete schedule */
         const char *tt;
@@ -143,7 +102,7 @@ static kd_status parse_config(const kd_config *cfg, const char *origin, kd_sigma
                            "v_prediction is not supported (timestep_type 'discrete')", origin);
     }
     if (cls == KD_SIGMA_HEUN) {
-        KD_TRY(get_bool(cfg, "clip_sample", 0, &c->clip_sample, e));
+        KD_TRY(kd_sched__get_bool(cfg, "clip_sample", 0, &c->clip_sample, e));
         KD_TRY(kd_config_float_or(cfg, "clip_sample_range", 1.0, &c->clip_sample_range, e));
     }
     return KD_OK;

@@ -154,47 +154,6 @@ static float torch_logf(float x) { return (float)log((double)x); }
 /* ------------------------------------------------------------------------------------------------
  * config */
 
-static kd_status get_bool(const kd_config *cfg, const char *key, int def, int *out, kd_err *e) {
-    const cJSON *it = kd_config_get(cfg, key);
-    if (it && cJSON_IsNull(it)) { /* None is falsy */
-        *out = 0;
-        return KD_OK;
-    }
-    return kd_config_bool_or(cfg, key, def, out, e);
-}
-
-static kd_status get_int(const kd_config *cfg, const char *key, int def, int64_t lo, int64_t hi, int *out,
-                         kd_err *e) {
-    int64_t v;
-    KD_TRY(kd_config_int_or(cfg, key, def, &v, e));
-    if (v < lo || v > hi)
-        return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is %lld, expected %lld..%lld", cfg->origin, key, (long long)v,
-                       (long long)lo, (long long)hi);
-    *out = (int)v;
-    return KD_OK;
-}
-
-/* A string key: index of its value in names[0..count), def when absent or null. */
-static kd_status get_enum(const kd_config *cfg, const char *key, const char *const *names, int count, int def,
-                          int *out, kd_err *e) {
-    const char *v;
-    KD_TRY(kd_config_str_or(cfg, key, NULL, &v, e));
-    if (!v) {
-        *out = def;
-        return KD_OK;
-    }
-    char list[256] = "";
-    for (int i = 0; i < count; i++) {
-        if (strcmp(v, names[i]) == 0) {
-            *out = i;
-            return KD_OK;
-        }
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s'%s'", l ? ", " : "", names[i]);
-    }
-    return kd_errf(e, KD_ERR_FORMAT, "%s: key '%s' is '%.64s', expected one of %s", cfg->origin, key, v, list);
-}
-
 /* A number key that may be null (None): *has = 0 then. */
 static kd_status get_opt_float(const kd_config *cfg, const char *key, int *has, double *out, kd_err *e) {
     const cJSON *it = kd_config_get(cfg, key);
@@ -207,7 +166,7 @@ static kd_status get_opt_float(const kd_config *cfg, const char *key, int *has, 
 
 static kd_status refuse_true(const kd_config *cfg, const char *key, const char *why, kd_err *e) {
     int v;
-    KD_TRY(get_bool(cfg, key, 0, &v, e));
+    KD_TRY(kd_sched__get_bool(cfg, key, 0, &v, e));
     if (v) return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: %s true is not supported%s", cfg->origin, key, why);
     return KD_OK;
 }
@@ -252,7 +211,7 @@ static kd_status unipc_parse(unipc *u, const kd_config *cfg, kd_err *e) {
     const char *origin = cfg->origin ? cfg->origin : "scheduler config";
     int v;
 
-    KD_TRY(get_int(cfg, "solver_order", 2, 1, 1 << 20, &u->solver_order, e));
+    KD_TRY(kd_sched__get_int(cfg, "solver_order", 2, 1, 1 << 20, &u->solver_order, e));
     if (u->solver_order > UNIPC_MAX_ORDER)
         return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: solver_order %d is not supported (1 to %d)", origin,
                        u->solver_order, UNIPC_MAX_ORDER);
@@ -263,15 +222,15 @@ static kd_status unipc_parse(unipc *u, const kd_config *cfg, kd_err *e) {
         return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: prediction_type 'flow_prediction' is not supported (it goes "
                        "with use_flow_sigmas)", origin);
     static const char *const pred_names[] = {"epsilon", "sample", "v_prediction"};
-    KD_TRY(get_enum(cfg, "prediction_type", pred_names, 3, KD_PRED_EPSILON, &v, e));
+    KD_TRY(kd_sched__get_enum(cfg, "prediction_type", pred_names, 3, KD_PRED_EPSILON, &v, e));
     u->prediction_type = (kd_prediction_type)v;
 
-    KD_TRY(get_bool(cfg, "thresholding", 0, &u->thresholding, e));
+    KD_TRY(kd_sched__get_bool(cfg, "thresholding", 0, &u->thresholding, e));
     u->dynamic_thresholding_ratio = 0.995;
     u->sample_max_value = 1.0;
     KD_TRY(kd_config_float_or(cfg, "dynamic_thresholding_ratio", 0.995, &u->dynamic_thresholding_ratio, e));
     KD_TRY(kd_config_float_or(cfg, "sample_max_value", 1.0, &u->sample_max_value, e));
-    KD_TRY(get_bool(cfg, "predict_x0", 1, &u->predict_x0, e));
+    KD_TRY(kd_sched__get_bool(cfg, "predict_x0", 1, &u->predict_x0, e));
     if (u->thresholding && u->predict_x0) {
         if (!(u->dynamic_thresholding_ratio >= 0.0 && u->dynamic_thresholding_ratio <= 1.0))
             return kd_errf(e, KD_ERR_FORMAT, "%s: dynamic_thresholding_ratio %g is outside [0, 1]", origin,
@@ -293,7 +252,7 @@ static kd_status unipc_parse(unipc *u, const kd_config *cfg, kd_err *e) {
                            "('bh1', 'bh2')", origin, stype);
     }
     u->bh1 = stype && strcmp(stype, "bh1") == 0;
-    KD_TRY(get_bool(cfg, "lower_order_final", 1, &u->lower_order_final, e));
+    KD_TRY(kd_sched__get_bool(cfg, "lower_order_final", 1, &u->lower_order_final, e));
 
     const cJSON *dc = kd_config_get(cfg, "disable_corrector");
     if (dc && !cJSON_IsNull(dc)) {
@@ -308,7 +267,7 @@ static kd_status unipc_parse(unipc *u, const kd_config *cfg, kd_err *e) {
         return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: solver_p (another scheduler as the predictor) is not supported",
                        origin);
 
-    KD_TRY(get_bool(cfg, "use_karras_sigmas", 0, &u->karras, e));
+    KD_TRY(kd_sched__get_bool(cfg, "use_karras_sigmas", 0, &u->karras, e));
     KD_TRY(refuse_true(cfg, "use_exponential_sigmas", "", e));
     KD_TRY(refuse_true(cfg, "use_beta_sigmas", "", e));
     KD_TRY(refuse_true(cfg, "use_flow_sigmas", "", e));
@@ -321,11 +280,11 @@ static kd_status unipc_parse(unipc *u, const kd_config *cfg, kd_err *e) {
     KD_TRY(get_opt_float(cfg, "sigma_max", &u->has_sigma_max, &u->sigma_max, e));
 
     static const char *const spacing_names[] = {"leading", "trailing", "linspace"};
-    KD_TRY(get_enum(cfg, "timestep_spacing", spacing_names, 3, KD_SPACING_LINSPACE, &v, e));
+    KD_TRY(kd_sched__get_enum(cfg, "timestep_spacing", spacing_names, 3, KD_SPACING_LINSPACE, &v, e));
     u->spacing = (kd_timestep_spacing)v;
-    KD_TRY(get_int(cfg, "steps_offset", 0, -(1 << 20), 1 << 20, &u->steps_offset, e));
+    KD_TRY(kd_sched__get_int(cfg, "steps_offset", 0, -(1 << 20), 1 << 20, &u->steps_offset, e));
     static const char *const final_names[] = {"zero", "sigma_min"};
-    KD_TRY(get_enum(cfg, "final_sigmas_type", final_names, 2, 0, &u->final_sigma_min, e));
+    KD_TRY(kd_sched__get_enum(cfg, "final_sigmas_type", final_names, 2, 0, &u->final_sigma_min, e));
     return KD_OK;
 }
 
