@@ -345,22 +345,31 @@ kd_status kd_movq_decode_be(kd_movq *m, kd_backend *be, const float *latents, in
     return s;
 }
 
+/* One public call: in (host, in_bytes) → fn (encode_be or decode_be) → out (host, out_bytes),
+ * through the model's staging buffers. */
+typedef kd_status (*movq_be_fn)(kd_movq *m, kd_backend *be, const float *in, int batch, int h, int w, float *out,
+                                kd_err *e);
+
+static kd_status host_call(kd_ctx *ctx, kd_movq *m, movq_be_fn fn, const float *in, size_t in_bytes, int batch, int h,
+                           int w, float *out, size_t out_bytes) {
+    const void *x;
+    void *y;
+    kd_status s = kd_model_stage_in(&ctx->be, &m->base, in, in_bytes, &x, &ctx->err);
+    if (s == KD_OK) s = kd_model_stage_out(&ctx->be, &m->base, out, out_bytes, &y, &ctx->err);
+    if (s == KD_OK) s = fn(m, &ctx->be, x, batch, h, w, y, &ctx->err);
+    if (s == KD_OK) s = kd_model_finish_out(&ctx->be, out, y, out_bytes, &ctx->err);
+    kd_model_end_call(&m->base);
+    return s;
+}
+
 kd_status kd_movq_encode(kd_ctx *ctx, kd_movq *m, const float *image, int batch, int height, int width,
                          float *latents) {
     KD_TRY(check_call(ctx, m, image, latents, batch, height, width, "movq encode"));
     KD_TRY(check_encode(m, height, width, &ctx->err));
     int lh, lw;
     kd_movq_latent_size(m, height, width, &lh, &lw);
-    size_t in_bytes = (size_t)batch * m->in_channels * height * width * sizeof(float);
-    size_t out_bytes = (size_t)batch * m->latent_channels * lh * lw * sizeof(float);
-    const void *x;
-    void *y;
-    kd_status s = kd_model_stage_in(&ctx->be, &m->base, image, in_bytes, &x, &ctx->err);
-    if (s == KD_OK) s = kd_model_stage_out(&ctx->be, &m->base, latents, out_bytes, &y, &ctx->err);
-    if (s == KD_OK) s = kd_movq_encode_be(m, &ctx->be, x, batch, height, width, y, &ctx->err);
-    if (s == KD_OK) s = kd_model_finish_out(&ctx->be, latents, y, out_bytes, &ctx->err);
-    kd_model_end_call(&m->base);
-    return s;
+    return host_call(ctx, m, kd_movq_encode_be, image, (size_t)batch * m->in_channels * height * width * sizeof(float),
+                     batch, height, width, latents, (size_t)batch * m->latent_channels * lh * lw * sizeof(float));
 }
 
 kd_status kd_movq_decode(kd_ctx *ctx, kd_movq *m, const float *latents, int batch, int lat_h, int lat_w,
@@ -368,16 +377,9 @@ kd_status kd_movq_decode(kd_ctx *ctx, kd_movq *m, const float *latents, int batc
     KD_TRY(check_call(ctx, m, latents, image, batch, lat_h, lat_w, "movq decode"));
     KD_TRY(check_decode(m, lat_h, lat_w, &ctx->err));
     int f = kd_movq_downscale(m);
-    size_t in_bytes = (size_t)batch * m->latent_channels * lat_h * lat_w * sizeof(float);
-    size_t out_bytes = (size_t)batch * m->out_channels * (lat_h * f) * (lat_w * f) * sizeof(float);
-    const void *z;
-    void *y;
-    kd_status s = kd_model_stage_in(&ctx->be, &m->base, latents, in_bytes, &z, &ctx->err);
-    if (s == KD_OK) s = kd_model_stage_out(&ctx->be, &m->base, image, out_bytes, &y, &ctx->err);
-    if (s == KD_OK) s = kd_movq_decode_be(m, &ctx->be, z, batch, lat_h, lat_w, y, &ctx->err);
-    if (s == KD_OK) s = kd_model_finish_out(&ctx->be, image, y, out_bytes, &ctx->err);
-    kd_model_end_call(&m->base);
-    return s;
+    return host_call(ctx, m, kd_movq_decode_be, latents, (size_t)batch * m->latent_channels * lat_h * lat_w * sizeof(float),
+                     batch, lat_h, lat_w, image,
+                     (size_t)batch * m->out_channels * (lat_h * f) * (lat_w * f) * sizeof(float));
 }
 
 /* ---------------------------------------------------------------------------------------------

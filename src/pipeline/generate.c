@@ -384,7 +384,7 @@ static kd_status run_decoder(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
     if (s == KD_OK && p->low_memory) free_unet(p); /* the U-Net (5 GB) goes before the decode's activations arrive */
     if (s == KD_OK) {
         s = kd_ae_decode_host(ctx, &d->ae, latents, N, lh, lw, pixels);
-        if (g->progress) g->progress(g->progress_user, "decode", 1, 1);
+        kd_progress_report(&da.progress, "decode", 1, 1);
     }
     kd_dec_cond_free(&cond);
     free(latents);
