@@ -168,8 +168,7 @@ kd_status kd_pipeline_load_version(kd_ctx *ctx, const char *prior_dir, const cha
     /* Low-memory mode loads each stage when it runs; otherwise everything now, so a bad folder
      * is reported before any work. The version is settled here either way. */
     if (s == KD_OK && !low_memory) s = load_prior_stage(ctx, p);
-    if (s == KD_OK) s = choose_version(ctx, decoder_dir, version, &p->version);
-    if (s == KD_OK) p->dec.version = kd_version_desc_of(p->version);
+    if (s == KD_OK) s = choose_version(ctx, decoder_dir, version, &p->version); /* the stage derives its descriptor */
     if (s == KD_OK && !low_memory) s = load_decoder_stage(ctx, p);
     if (s != KD_OK) {
         kd_pipeline_free(p);
