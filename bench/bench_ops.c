@@ -167,7 +167,7 @@ static void job_setup(job_t *j, kd_backend *be, const spec_t *s) {
         j->y = alloc_fill(v[0] * v[2] * v[3] * v[4], 0.0f);
         j->wdata = alloc_fill(v[2] * K, 1.0f / sqrtf((float)K));
         j->b = alloc_fill(v[2], 0.1f);
-        j->w = (kd_tensor){KD_F32, 4, {v[2], v[1], 3, 3}, j->wdata};
+        j->w = (kd_tensor){KD_F32, 4, {v[2], v[1], 3, 3}, j->wdata, NULL};
         break;
     }
     case OP_GEMM: /* M, K, N */
@@ -175,7 +175,7 @@ static void job_setup(job_t *j, kd_backend *be, const spec_t *s) {
         j->y = alloc_fill(v[0] * v[2], 0.0f);
         j->wdata = alloc_fill(v[2] * v[1], 1.0f / sqrtf((float)v[1]));
         j->b = alloc_fill(v[2], 0.1f);
-        j->w = (kd_tensor){KD_F32, 2, {v[2], v[1]}, j->wdata};
+        j->w = (kd_tensor){KD_F32, 2, {v[2], v[1]}, j->wdata, NULL};
         break;
     case OP_GN:
     case OP_GN_SILU: /* B, C, H, W, G */

@@ -29,6 +29,24 @@ const char *kd_version(void);
 
 typedef struct kd_ctx kd_ctx;
 
+/* Precision of the matrix products (Linear, convolutions, attention): FP32, or BF16 operands with
+ * F32 accumulation (AVX512_BF16 `vdpbf16ps`; about twice the multiply rate). Norms, softmax, the
+ * timestep embedding and the schedulers stay FP32 either way. On a CPU without BF16 products
+ * BF16 runs as FP32 (kd_ctx_precision tells which is in force). */
+typedef enum kd_precision { KD_PRECISION_FP32 = 0, KD_PRECISION_BF16 = 1 } kd_precision;
+
+/* How Linear and conv weights are kept in memory: as the files store them (F32/F16/BF16, or q8_0
+ * from a `kandinsky convert --weights q8` folder), or quantised to q8_0 at load (blocks of 32
+ * int8 values with one F16 scale; see docs/QUANTIZATION.md). Embeddings, norms, biases and convs
+ * whose rows are not a multiple of 32 values (a U-Net's 4-channel conv_in) keep their type. */
+typedef enum kd_weight_mode { KD_WEIGHTS_AS_STORED = 0, KD_WEIGHTS_Q8 = 1 } kd_weight_mode;
+
+/* "fp32" / "bf16"; "q8" / "stored". parse: 0 on success, -1 for an unknown name. */
+const char *kd_precision_name(kd_precision p);
+int kd_precision_parse(const char *s, kd_precision *out);
+const char *kd_weight_mode_name(kd_weight_mode m);
+int kd_weight_mode_parse(const char *s, kd_weight_mode *out);
+
 typedef struct kd_ctx_params {
     /* Threads for the CPU kernels. 0 = the KD_THREADS environment variable if set, otherwise the
      * number of cores available to the process. BLAS is kept single-threaded inside our pool so
@@ -36,6 +54,8 @@ typedef struct kd_ctx_params {
     int n_threads;
     /* 0 = errors only, 1 = info, 2 = debug (to stderr). */
     int verbosity;
+    kd_precision precision;  /* of the matrix products; kd_ctx_set_precision changes it later */
+    kd_weight_mode weights;  /* for every model loaded on this context afterwards */
 } kd_ctx_params;
 
 kd_ctx_params kd_ctx_params_default(void);
@@ -47,6 +67,13 @@ void kd_ctx_free(kd_ctx *ctx);
 
 /* The message of the last failure on this context ("" if none). Valid until the next call. */
 const char *kd_ctx_last_error(const kd_ctx *ctx);
+
+/* Sets the precision of the matrix products from the next forward on (models stay loaded). The
+ * precision in force afterwards is kd_ctx_precision: FP32 where the CPU has no BF16 products. */
+kd_status kd_ctx_set_precision(kd_ctx *ctx, kd_precision p);
+kd_precision kd_ctx_precision(const kd_ctx *ctx);
+/* 1 if this CPU computes BF16 products natively (AVX512_BF16) */
+int kd_cpu_has_bf16(void);
 
 /* Number of threads the context's CPU kernels use. */
 int kd_ctx_threads(const kd_ctx *ctx);

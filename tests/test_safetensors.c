@@ -344,8 +344,8 @@ static void test_roundtrip(void) {
     int64_t i64[2] = {-1, INT64_MAX};
     float scalar = 42.0f;
     kd_tensor t[6] = {
-        {KD_F32, 2, {2, 3}, f32},   {KD_F16, 1, {3}, f16}, {KD_BF16, 3, {1, 5, 1}, bf16},
-        {KD_I64, 1, {2}, i64},      {KD_F32, 2, {0, 7}, NULL}, {KD_F32, 0, {0}, &scalar},
+        {KD_F32, 2, {2, 3}, f32, NULL},   {KD_F16, 1, {3}, f16, NULL}, {KD_BF16, 3, {1, 5, 1}, bf16, NULL},
+        {KD_I64, 1, {2}, i64, NULL},      {KD_F32, 2, {0, 7}, NULL, NULL}, {KD_F32, 0, {0}, &scalar, NULL},
     };
     const char *names[6] = {"w.f32", "w.f16", "w.bf16", "position_ids", "empty", "scalar"};
     kd_st_kv meta[2] = {{"format", "pt"}, {"note", "quote \" backslash \\ newline \n \xc3\xa9"}};
@@ -376,7 +376,7 @@ static void test_roundtrip(void) {
 
     /* writer refuses what the reader would refuse */
     const char *dup[2] = {"x", "x"};
-    kd_tensor two[2] = {{KD_F32, 0, {0}, &scalar}, {KD_F32, 0, {0}, &scalar}};
+    kd_tensor two[2] = {{KD_F32, 0, {0}, &scalar, NULL}, {KD_F32, 0, {0}, &scalar, NULL}};
     expect_status(kd_st_write(path, dup, two, 2, NULL, 0, &e), KD_ERR_INVALID_ARG, &e, "duplicate tensor name 'x'",
                   "write duplicate");
     const char *reserved[1] = {"__metadata__"};
@@ -384,7 +384,7 @@ static void test_roundtrip(void) {
     const char *latin1[1] = {"caf\xe9"};
     expect_status(kd_st_write(path, latin1, two, 1, NULL, 0, &e), KD_ERR_INVALID_ARG, &e, "not valid UTF-8",
                   "write bad UTF-8");
-    kd_tensor neg = {KD_F32, 1, {-2}, &scalar};
+    kd_tensor neg = {KD_F32, 1, {-2}, &scalar, NULL};
     expect_status(kd_st_write(path, names, &neg, 1, NULL, 0, &e), KD_ERR_INVALID_ARG, &e, "bad shape", "write bad shape");
     expect_status(kd_st_write(tmp_path(dir, "no/such/dir/x.safetensors"), names, t, 1, NULL, 0, &e), KD_ERR_IO, &e,
                   "cannot create", "write to a missing folder");
@@ -404,7 +404,7 @@ static void test_many_tensors(void) {
         snprintf(namebuf[i], sizeof namebuf[i], "blocks.%d.weight", (i * 7919) % N);
         names[i] = namebuf[i];
         vals[i] = (float)i;
-        t[i] = (kd_tensor){KD_F32, 1, {1}, &vals[i]};
+        t[i] = (kd_tensor){KD_F32, 1, {1}, &vals[i], NULL};
     }
     const char *path = tmp_path(kt_tmp_dir("safetensors"), "many.safetensors");
     kd_err e = {0};
@@ -447,8 +447,8 @@ static const char *make_sharded(const char *name, const char *map_extra) {
     for (int i = 0; i < 3; i++) h_vals[i] = kd_f32_to_f16(w_vals[i]);
     for (int i = 0; i < 4; i++) b_vals[i] = kd_f32_to_bf16(w_vals[i + 2]);
     const char *na[2] = {"x.weight", "x.bias"}, *nb[2] = {"y.weight", "position_ids"};
-    kd_tensor ta[2] = {{KD_F32, 2, {2, 3}, w_vals}, {KD_F16, 1, {3}, h_vals}};
-    kd_tensor tb[2] = {{KD_BF16, 1, {4}, b_vals}, {KD_I64, 2, {1, 4}, ids}};
+    kd_tensor ta[2] = {{KD_F32, 2, {2, 3}, w_vals, NULL}, {KD_F16, 1, {3}, h_vals, NULL}};
+    kd_tensor tb[2] = {{KD_BF16, 1, {4}, b_vals, NULL}, {KD_I64, 2, {1, 4}, ids, NULL}};
     write_st(tmp_path(dir, "a.safetensors"), 2, na, ta);
     write_st(tmp_path(dir, "sub/b.safetensors"), 2, nb, tb);
     char idx[2048];
@@ -477,9 +477,9 @@ static void test_sharded_bind(void) {
     kd_tensor wt, bt, opt;
     float *bias = NULL;
     kd_bind ok[] = {
-        {"weight", &wt, 2, {2, 3}, 0, NULL},
-        {"bias", &bt, 1, {-1}, 0, &bias},
-        {"missing_but_optional", &opt, 1, {3}, 1, NULL},
+        {"weight", &wt, 2, {2, 3}, 0, NULL, 0},
+        {"bias", &bt, 1, {-1}, 0, &bias, 0},
+        {"missing_but_optional", &opt, 1, {3}, 1, NULL, 0},
     };
     opt.data = (void *)1;
     TEST_CHECK(kd_weights_bind(w, "x.", ok, 3, &e) == KD_OK, "bind: %s", e.msg);
@@ -497,16 +497,16 @@ static void test_sharded_bind(void) {
     kd_weights_f32(w, "y.weight", -1, NULL, &y2, &e);
     TEST_CHECK(y2 == y, "the f32 copy is made once");
 
-    kd_bind missing[] = {{"conv1.weight", &wt, 2, {2, 3}, 0, NULL}};
+    kd_bind missing[] = {{"conv1.weight", &wt, 2, {2, 3}, 0, NULL, 0}};
     expect_status(kd_weights_bind(w, "down_blocks.1.resnets.0.", missing, 1, &e), KD_ERR_NOT_FOUND, &e,
                   "model.safetensors.index.json: missing tensor 'down_blocks.1.resnets.0.conv1.weight'", "bind missing");
-    kd_bind shape[] = {{"weight", &wt, 2, {2, 4}, 0, NULL}};
+    kd_bind shape[] = {{"weight", &wt, 2, {2, 4}, 0, NULL, 0}};
     expect_status(kd_weights_bind(w, "x.", shape, 1, &e), KD_ERR_SHAPE, &e,
                   "a.safetensors: 'x.weight' has shape [2, 3], expected [2, 4]", "bind wrong shape");
-    kd_bind rank[] = {{"x.weight", &wt, 4, {2, 3, 1, 1}, 0, NULL}};
+    kd_bind rank[] = {{"x.weight", &wt, 4, {2, 3, 1, 1}, 0, NULL, 0}};
     expect_status(kd_weights_bind(w, NULL, rank, 1, &e), KD_ERR_SHAPE, &e, "has shape [2, 3], expected [2, 3, 1, 1]",
                   "bind wrong rank");
-    kd_bind i64[] = {{"position_ids", &wt, 2, {1, 4}, 0, NULL}};
+    kd_bind i64[] = {{"position_ids", &wt, 2, {1, 4}, 0, NULL, 0}};
     expect_status(kd_weights_bind(w, "", i64, 1, &e), KD_ERR_SHAPE, &e, "'position_ids' has dtype I64", "bind I64");
     expect_status(kd_weights_f32(w, "nope", -1, NULL, &y, &e), KD_ERR_NOT_FOUND, &e, "missing tensor 'nope'",
                   "f32 of a missing tensor");
@@ -544,7 +544,7 @@ static void test_sharded_errors(void) {
     dir = kt_tmp_dir("weights-dup");
     float v = 1;
     const char *nx[1] = {"x"};
-    kd_tensor tx = {KD_F32, 0, {0}, &v};
+    kd_tensor tx = {KD_F32, 0, {0}, &v, NULL};
     write_st(tmp_path(dir, "s1.safetensors"), 1, nx, &tx);
     write_st(tmp_path(dir, "s2.safetensors"), 1, nx, &tx);
     write_text(tmp_path(dir, "diffusion_pytorch_model.safetensors.index.json"),
@@ -571,7 +571,7 @@ static void test_folders(void) {
     dir = kt_tmp_dir("weights-order");
     float v = 1;
     const char *n1[1] = {"first"}, *n2[1] = {"second"};
-    kd_tensor t = {KD_F32, 0, {0}, &v};
+    kd_tensor t = {KD_F32, 0, {0}, &v, NULL};
     write_st(tmp_path(dir, "model.safetensors"), 1, n2, &t);
     write_st(tmp_path(dir, "diffusion_pytorch_model.safetensors"), 1, n1, &t);
     kd_weights *w = NULL;
@@ -634,7 +634,7 @@ static void test_inspect(void) {
     write_text(tmp_path(sched, "scheduler_config.json"), "{\"num_train_timesteps\": 1000}");
     float v = 2;
     const char *nm[1] = {"conv_in.weight"};
-    kd_tensor tv = {KD_F32, 4, {1, 1, 1, 1}, &v};
+    kd_tensor tv = {KD_F32, 4, {1, 1, 1, 1}, &v, NULL};
     write_st(tmp_path(unet, "diffusion_pytorch_model.safetensors"), 1, nm, &tv);
     f = open_memstream(&buf, &size);
     s = kd_inspect(ctx, pipe, f);

@@ -12,6 +12,7 @@ struct kd_ctx {
     kd_ctx_params params;
     kd_err err;
     kd_backend be;
+    int active_bf16; /* what the backend's set_bf16 put in force */
 };
 
 /* Records a failure on the context and returns code (for public entry points). */

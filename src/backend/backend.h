@@ -75,6 +75,11 @@ struct kd_backend_ops {
     int host_visible;
     void (*destroy)(kd_backend *be);
     int (*n_threads)(const kd_backend *be);
+    /* Compute precision of the matrix products (linear, conv2d, attention, gemm): bf16 = 0 keeps
+     * F32 operands; 1 rounds operands to BF16 with F32 accumulation where the backend can (norms,
+     * softmax and element-wise ops stay F32). Returns the precision now in force (0 where the
+     * hardware has no BF16 products). */
+    int (*set_bf16)(kd_backend *be, int bf16);
 
     /* memory */
     kd_status (*alloc)(kd_backend *be, size_t bytes, void **out, kd_err *e); /* 64-byte aligned */

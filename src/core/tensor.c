@@ -12,6 +12,7 @@ static const struct {
     size_t size;
 } dtype_info[KD_DTYPE_COUNT] = {
     [KD_F32] = {"F32", 4}, [KD_F16] = {"F16", 2}, [KD_BF16] = {"BF16", 2}, [KD_I64] = {"I64", 8},
+    [KD_I8] = {"I8", 1},   [KD_Q8_0] = {"Q8_0", 1},
 };
 
 size_t kd_dtype_size(kd_dtype t) { return (unsigned)t < KD_DTYPE_COUNT ? dtype_info[t].size : 0; }
@@ -19,7 +20,7 @@ const char *kd_dtype_name(kd_dtype t) { return (unsigned)t < KD_DTYPE_COUNT ? dt
 
 int kd_dtype_parse(const char *s, kd_dtype *out) {
     for (int i = 0; i < KD_DTYPE_COUNT; i++) {
-        if (strcmp(s, dtype_info[i].name) == 0) {
+        if (i != KD_Q8_0 && strcmp(s, dtype_info[i].name) == 0) {
             *out = (kd_dtype)i;
             return 0;
         }
@@ -134,4 +135,43 @@ void kd_convert_from_f32(void *dst, kd_dtype t, const float *src, size_t n) {
     }
     uint16_t *d = (uint16_t *)dst;
     for (size_t i = 0; i < n; i++) d[i] = t == KD_F16 ? kd_f32_to_f16(src[i]) : kd_f32_to_bf16(src[i]);
+}
+
+/* ---- q8_0 ---- */
+
+void kd_weight_to_f32(float *dst, const kd_tensor *w, size_t off, size_t n) {
+    if (w->dtype != KD_Q8_0) {
+        kd_convert_to_f32(dst, (const char *)w->data + off * kd_dtype_size(w->dtype), w->dtype, n);
+        return;
+    }
+    const int8_t *q = (const int8_t *)w->data;
+    for (size_t i = 0; i < n;) { /* one block (or the part of it inside the range) at a time */
+        size_t blk = (off + i) / KD_Q8_BLOCK, end = (blk + 1) * KD_Q8_BLOCK - off;
+        if (end > n) end = n;
+        float s = kd_f16_to_f32(w->scale[blk]);
+        for (; i < end; i++) dst[i] = (float)q[off + i] * s;
+    }
+}
+
+int kd_q8_quantize(int8_t *q, uint16_t *scale, const void *src, kd_dtype t, size_t n) {
+    float x[KD_Q8_BLOCK];
+    for (size_t b = 0; b < n / KD_Q8_BLOCK; b++) {
+        kd_convert_to_f32(x, (const char *)src + b * KD_Q8_BLOCK * kd_dtype_size(t), t, KD_Q8_BLOCK);
+        float amax = 0.0f;
+        for (int i = 0; i < KD_Q8_BLOCK; i++) {
+            float a = x[i] < 0 ? -x[i] : x[i];
+            if (!(a <= 3.0e38f)) return 0; /* NaN or inf */
+            amax = a > amax ? a : amax;
+        }
+        uint16_t h = kd_f32_to_f16(amax / 127.0f);
+        float s = kd_f16_to_f32(h);
+        if (!(s <= 65504.0f)) return 0;
+        scale[b] = h;
+        float inv = s > 0.0f ? 1.0f / s : 0.0f;
+        for (int i = 0; i < KD_Q8_BLOCK; i++) {
+            float v = __builtin_rintf(x[i] * inv);
+            q[b * KD_Q8_BLOCK + i] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+        }
+    }
+    return 1;
 }

@@ -29,7 +29,7 @@
 #define MAX_EXACT (UINT64_C(1) << 53)
 
 /* Valid safetensors dtypes this build cannot use: reported as unsupported, not malformed. */
-static const char *const other_dtypes[] = {"BOOL", "U8",  "I8",  "F8_E5M2", "F8_E4M3", "F8_E8M0",
+static const char *const other_dtypes[] = {"BOOL", "U8",  "F8_E5M2", "F8_E4M3", "F8_E8M0",
                                            "I16",  "U16", "I32", "U32",     "U64",     "F64",
                                            "C64",  "F4",  "F6_E2M3", "F6_E3M2", NULL};
 
@@ -71,7 +71,7 @@ static kd_status read_dtype(const kd_st_file *f, const char *tname, const cJSON 
     if (kd_dtype_parse(it->valuestring, out) == 0) return KD_OK;
     for (int i = 0; other_dtypes[i]; i++)
         if (strcmp(it->valuestring, other_dtypes[i]) == 0)
-            return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (only F32, F16, BF16, I64)",
+            return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (only F32, F16, BF16, I64, I8)",
                            f->path, tname, it->valuestring);
     return kd_errf(e, KD_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.40s'", f->path, tname, it->valuestring);
 }

@@ -1,4 +1,5 @@
 /* Weight sets: single safetensors files and sharded checkpoints behind one sorted lookup. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "io/weights.h"
 
 #include "io/torch_zip.h"
@@ -7,13 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct wentry {
     const kd_st_tensor *t;
     size_t file;   /* index into files */
     int used;
     float *f32;    /* converted copy, made on demand */
+    int8_t *q8;    /* q8_0 copy (kd_weights_quantize_q8), with its scales */
+    uint16_t *q8_scale;
 } wentry;
 
 struct kd_weights {
@@ -24,6 +29,7 @@ struct kd_weights {
     wentry *ents;  /* sorted by name */
     size_t n;
     kd_config index; /* root == NULL unless sharded */
+    int want_q8;     /* kd_weights_set_q8 */
 };
 
 /* Names tried in a component folder, in order (diffusers' own order, then its fp16 variant);
@@ -315,7 +321,11 @@ kd_status kd_weights_open(const char *path, kd_weights **out, kd_err *e) {
 
 void kd_weights_close(kd_weights *w) {
     if (!w) return;
-    for (size_t i = 0; i < w->n; i++) free(w->ents[i].f32);
+    for (size_t i = 0; i < w->n; i++) {
+        free(w->ents[i].f32);
+        free(w->ents[i].q8);
+        free(w->ents[i].q8_scale);
+    }
     for (size_t i = 0; i < w->n_files; i++) {
         if (w->tz[i]) kd_tz_close(w->tz[i]);
         else kd_st_close(w->files[i]);
@@ -355,7 +365,7 @@ const kd_config *kd_weights_index(const kd_weights *w) { return w && w->index.ro
 static kd_status check_tensor(const kd_weights *w, const wentry *en, int ndim, const int64_t *shape, kd_err *e) {
     const kd_tensor *t = &en->t->t;
     const char *file = w->files[en->file]->path;
-    if (t->dtype != KD_F32 && t->dtype != KD_F16 && t->dtype != KD_BF16)
+    if (t->dtype != KD_F32 && t->dtype != KD_F16 && t->dtype != KD_BF16 && t->dtype != KD_I8)
         return kd_errf(e, KD_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", file, en->t->name,
                        kd_dtype_name(t->dtype));
     if (ndim < 0) return KD_OK;
@@ -400,6 +410,43 @@ static kd_status missing(const kd_weights *w, const char *name, kd_err *e) {
     return kd_errf(e, KD_ERR_NOT_FOUND, "%s: missing tensor '%s'", w->path, name);
 }
 
+/* Elements per q8_0 row of t (all dims after the first); 0 if t cannot be q8_0. */
+static int64_t q8_row_len(const kd_tensor *t) {
+    if (t->ndim < 2 || t->shape[0] <= 0) return 0;
+    int64_t k = 1;
+    for (int d = 1; d < t->ndim; d++) k *= t->shape[d];
+    return k > 0 && k % KD_Q8_BLOCK == 0 ? k : 0;
+}
+
+/* An I8 tensor of a converted (kandinsky convert --weights q8) file: its "<name>_scale" F16
+ * [rows, row_len / 32] companion makes it a q8_0 view. */
+static kd_status bind_q8(kd_weights *w, const char *full, wentry *en, kd_bind *b, kd_err *e) {
+    const char *file = w->files[en->file]->path;
+    if (!b->q8_ok)
+        return kd_errf(e, KD_ERR_SHAPE, "%s: tensor '%s' is int8 (q8_0), but only Linear and conv weights may be quantised",
+                       file, full);
+    const kd_tensor *t = &en->t->t;
+    int64_t k = q8_row_len(t);
+    char sname[1100];
+    snprintf(sname, sizeof sname, "%s_scale", full);
+    wentry *se = find_entry(w, sname);
+    if (!k) return kd_errf(e, KD_ERR_SHAPE, "%s: int8 tensor '%s' has rows that are not a multiple of %d values", file, full, KD_Q8_BLOCK);
+    if (!se) return kd_errf(e, KD_ERR_NOT_FOUND, "%s: int8 tensor '%s' has no scales ('%s')", file, full, sname);
+    const kd_tensor *st = &se->t->t;
+    if (st->dtype != KD_F16 || st->ndim != 2 || st->shape[0] != t->shape[0] || st->shape[1] != k / KD_Q8_BLOCK ||
+        (uintptr_t)st->data % 2)
+        return kd_errf(e, KD_ERR_SHAPE, "%s: '%s' must be an aligned F16 tensor of shape [%lld, %lld]",
+                       w->files[se->file]->path, sname, (long long)t->shape[0], (long long)(k / KD_Q8_BLOCK));
+    if (b->f32) return kd_errf(e, KD_ERR_SHAPE, "%s: tensor '%s' is int8 (q8_0) where floats are needed", file, full);
+    if (b->dst) {
+        *b->dst = *t;
+        b->dst->dtype = KD_Q8_0;
+        b->dst->scale = (const uint16_t *)st->data;
+    }
+    en->used = se->used = 1;
+    return KD_OK;
+}
+
 static kd_status bind_one(kd_weights *w, const char *full, kd_bind *b, kd_err *e) {
     wentry *en = find_entry(w, full);
     if (!en) {
@@ -410,6 +457,7 @@ static kd_status bind_one(kd_weights *w, const char *full, kd_bind *b, kd_err *e
     }
     if (b->ndim > KD_MAX_DIMS) return kd_errf(e, KD_ERR_INVALID_ARG, "bind '%s': ndim %d > %d", full, b->ndim, KD_MAX_DIMS);
     KD_TRY(check_tensor(w, en, b->ndim, b->shape, e));
+    if (en->t->t.dtype == KD_I8) return bind_q8(w, full, en, b, e);
     if (b->dst) *b->dst = en->t->t;
     en->used = 1;
     if (b->f32) KD_TRY(to_f32(w, en, b->f32, e));
@@ -436,5 +484,64 @@ kd_status kd_weights_f32(kd_weights *w, const char *name, int ndim, const int64_
     wentry *en = find_entry(w, name);
     if (!en) return missing(w, name, e);
     KD_TRY(check_tensor(w, en, ndim, shape, e));
+    if (en->t->t.dtype == KD_I8)
+        return kd_errf(e, KD_ERR_SHAPE, "%s: tensor '%s' is int8 (q8_0) where floats are needed",
+                       w->files[en->file]->path, name);
     return to_f32(w, en, out, e);
+}
+
+/* ---- q8_0 at load ------------------------------------------------------------------------- */
+
+void kd_weights_set_q8(kd_weights *w, int on) {
+    if (w) w->want_q8 = on != 0;
+}
+
+int kd_weights_wants_q8(const kd_weights *w) { return w && w->want_q8; }
+
+/* Hands the mapped pages that lie wholly inside [p, p + n) back to the kernel: the file is mapped
+ * read-only and private, so a later read (if any) faults them in again from the file. Without
+ * this the F32 source of every quantised weight would stay in the resident set. */
+static void release_source(const kd_st_file *f, const void *p, size_t n) {
+    if (!f || !f->mapped || n == 0) return;
+    const uint8_t *a = p, *lo = f->base, *hi = f->base + f->size;
+    if (a < lo || a + n > hi) return; /* a copy (torch zip), not the mapping */
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t s0 = ((uintptr_t)a + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
+    uintptr_t s1 = ((uintptr_t)a + n) / (uintptr_t)pg * (uintptr_t)pg;
+    if (s1 > s0) (void)madvise((void *)s0, s1 - s0, MADV_DONTNEED);
+}
+
+kd_status kd_weights_quantize_q8(kd_weights *w, const char *name, kd_tensor *dst, kd_err *e) {
+    wentry *en = find_entry(w, name);
+    if (!en || !dst || !dst->data)
+        return kd_errf(e, KD_ERR_INVALID_ARG, "quantize: '%s' is not a bound weight of %s", name, w ? w->path : "?");
+    if (dst->dtype == KD_Q8_0) return KD_OK; /* stored quantised */
+    int64_t k = q8_row_len(dst);
+    if (!k || (dst->dtype != KD_F32 && dst->dtype != KD_F16 && dst->dtype != KD_BF16))
+        return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: '%s' cannot be q8_0 (rows of a multiple of %d values needed)", w->path,
+                       name, KD_Q8_BLOCK);
+    size_t n = (size_t)kd_tensor_numel(dst);
+    if (!en->q8) {
+        int8_t *q = malloc(n);
+        uint16_t *sc = malloc(n / KD_Q8_BLOCK * sizeof *sc);
+        if (!q || !sc) {
+            free(q);
+            free(sc);
+            return kd_errf(e, KD_ERR_OOM, "%s: out of memory quantising '%s'", w->path, name);
+        }
+        if (!kd_q8_quantize(q, sc, dst->data, dst->dtype, n)) {
+            free(q);
+            free(sc);
+            return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: '%s' holds values q8_0 cannot represent (inf, NaN or > 8e6)",
+                           w->path, name);
+        }
+        release_source(w->files[en->file], dst->data, n * kd_dtype_size(dst->dtype));
+        en->q8 = q;
+        en->q8_scale = sc;
+    }
+    dst->dtype = KD_Q8_0;
+    dst->data = en->q8;
+    dst->scale = en->q8_scale;
+    return KD_OK;
 }

@@ -71,6 +71,7 @@ typedef struct kd_bind {
     int64_t shape[KD_MAX_DIMS];  /* expected dims; -1 matches any size */
     int optional;                /* absent → dst->data = NULL instead of an error */
     float **f32;                 /* if set, also an f32 copy owned by the kd_weights (see kd_weights_f32) */
+    int q8_ok;                   /* an I8 tensor with its "<name>_scale" binds as KD_Q8_0 (Linear/conv weights) */
 } kd_bind;
 
 /* Binds list[0..n) in order. Fails on the first missing non-optional tensor (KD_ERR_NOT_FOUND),
@@ -78,6 +79,16 @@ typedef struct kd_bind {
  * [384, 9, 3, 3], expected [384, 4, 3, 3]"), or one that is not F32/F16/BF16 (KD_ERR_SHAPE).
  * prefix may be NULL or "". */
 kd_status kd_weights_bind(kd_weights *w, const char *prefix, kd_bind *list, size_t n, kd_err *e);
+
+/* q8_0 weights (docs/QUANTIZATION.md). A converted file stores a quantised weight as an I8
+ * tensor of the weight's shape plus "<name>_scale", F16 [rows, row_len / 32]; binding it with
+ * q8_ok gives a KD_Q8_0 view. kd_weights_set_q8(w, 1) asks the layer loaders to quantise the
+ * F32/F16/BF16 Linear and conv weights they bind (kd_weights_quantize_q8: a copy owned by w,
+ * *dst updated; the source pages of the mapping are released). KD_ERR_UNSUPPORTED, *dst
+ * unchanged, when a weight cannot be q8_0 (row length not a multiple of 32, non-finite values). */
+void kd_weights_set_q8(kd_weights *w, int on);
+int kd_weights_wants_q8(const kd_weights *w);
+kd_status kd_weights_quantize_q8(kd_weights *w, const char *name, kd_tensor *dst, kd_err *e);
 
 /* An f32 copy of a floating-point tensor (any of F32/F16/BF16, any alignment), made once and
  * owned by w (freed by kd_weights_close). If ndim >= 0 the shape is checked as in bind (shape may

@@ -24,6 +24,7 @@ kd_status kd_model_load(kd_ctx *ctx, const char *path, const kd_model_kind *k, v
     kd_config_free(&cfg);
     if (s != KD_OK) kd_err_prefix(e, "%s", cfg_path);
     if (s == KD_OK) s = kd_weights_open(path, &m->w, e);
+    if (s == KD_OK) kd_weights_set_q8(m->w, ctx->params.weights == KD_WEIGHTS_Q8);
     if (s == KD_OK) s = k->load_weights(m, e);
     if (s == KD_OK) s = ctx->be.ops->weights_ready(&ctx->be, m->w, e);
     if (s != KD_OK) {

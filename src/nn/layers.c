@@ -18,17 +18,24 @@ const char *kd_namef(char *buf, const char *fmt, ...) {
 }
 
 /* Binds a big weight. An F32 tensor whose data is not 4-byte aligned inside the file (legal in
- * safetensors, never produced by the reference writers) gets an aligned f32 copy. */
+ * safetensors, never produced by the reference writers) gets an aligned f32 copy. A q8_0 weight
+ * of a converted file binds as it is; with kd_weights_set_q8 the others are quantised here. */
 static kd_status bind_weight(kd_weights *w, const char *name, int ndim, const int64_t *shape, kd_tensor *dst,
                              kd_err *e) {
-    kd_bind b = {.name = name, .dst = dst, .ndim = ndim};
+    kd_bind b = {.name = name, .dst = dst, .ndim = ndim, .q8_ok = 1};
     for (int i = 0; i < ndim; i++) b.shape[i] = shape[i];
     KD_TRY(kd_weights_bind(w, NULL, &b, 1, e));
+    if (dst->dtype == KD_Q8_0) return KD_OK; /* stored quantised */
     if ((uintptr_t)dst->data % kd_dtype_size(dst->dtype) != 0) {
         float *copy;
         KD_TRY(kd_weights_f32(w, name, ndim, shape, &copy, e));
         dst->data = copy;
         dst->dtype = KD_F32;
+    }
+    if (kd_weights_wants_q8(w)) {
+        kd_status s = kd_weights_quantize_q8(w, name, dst, e);
+        if (s != KD_ERR_UNSUPPORTED) return s;
+        kd_err_clear(e); /* this one stays in its file's type (e.g. conv_in: 4 × 9 values per row) */
     }
     return KD_OK;
 }

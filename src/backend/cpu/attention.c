@@ -14,7 +14,18 @@ typedef struct {
     float *out;
     float *scratch; /* threads × Q_BLOCK × Lk */
     int64_t Lk, n_qblk;
+    int bf16;
 } attn_job;
+
+/* C = alpha · op(A)·op(B) + beta·C through the backend's precision (A, B F32; one thread). */
+static void attn_gemm(int bf16, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (bf16) {
+        kd_gemm_operand a = {A, lda, 0, KD_F32, NULL}, b = {B, ldb, tb, KD_F32, NULL};
+        if (kd_gemm_bf16_op(&a, &b, M, N, K, alpha, beta, C, ldc)) return;
+    }
+    kd_sgemm_1t(0, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 static void attn_task(void *arg, int64_t idx, int tid) {
     const attn_job *j = arg;
@@ -30,9 +41,9 @@ static void attn_task(void *arg, int64_t idx, int tid) {
     const float *v = p->v + b * p->kv_len * p->kv_stride + h * d;
     if (Lpre) {
         const float *kp = p->k_pre + b * Lpre * p->pre_stride + h * d;
-        kd_sgemm_1t(0, 1, nq, Lpre, d, p->scale, q, p->q_stride, kp, p->pre_stride, 0.0f, S, Lk);
+        attn_gemm(j->bf16, 1, nq, Lpre, d, p->scale, q, p->q_stride, kp, p->pre_stride, 0.0f, S, Lk);
     }
-    kd_sgemm_1t(0, 1, nq, p->kv_len, d, p->scale, q, p->q_stride, k, p->kv_stride, 0.0f, S + Lpre, Lk);
+    attn_gemm(j->bf16, 1, nq, p->kv_len, d, p->scale, q, p->q_stride, k, p->kv_stride, 0.0f, S + Lpre, Lk);
 
     for (int64_t r = 0; r < nq; r++) {
         float *row = S + r * Lk;
@@ -51,10 +62,10 @@ static void attn_task(void *arg, int64_t idx, int tid) {
     float beta = 0.0f;
     if (Lpre) {
         const float *vp = p->v_pre + b * Lpre * p->pre_stride + h * d;
-        kd_sgemm_1t(0, 0, nq, d, Lpre, 1.0f, S, Lk, vp, p->pre_stride, 0.0f, o, ld_out);
+        attn_gemm(j->bf16, 0, nq, d, Lpre, 1.0f, S, Lk, vp, p->pre_stride, 0.0f, o, ld_out);
         beta = 1.0f;
     }
-    kd_sgemm_1t(0, 0, nq, d, p->kv_len, 1.0f, S + Lpre, Lk, v, p->kv_stride, beta, o, ld_out);
+    attn_gemm(j->bf16, 0, nq, d, p->kv_len, 1.0f, S + Lpre, Lk, v, p->kv_stride, beta, o, ld_out);
 }
 
 kd_status kd_cpu_attention(kd_cpu *be, float *out, const kd_attn_params *p, kd_err *e) {
@@ -63,7 +74,7 @@ kd_status kd_cpu_attention(kd_cpu *be, float *out, const kd_attn_params *p, kd_e
     kd_arena_mark m = kd_arena_get_mark(&be->scratch);
     float *scratch = kd_arena_floats(&be->scratch, (size_t)be->n_threads * Q_BLOCK * (size_t)Lk, e);
     if (!scratch) return KD_ERR_OOM;
-    attn_job j = {p, out, scratch, Lk, kd_ceil_div(p->q_len, Q_BLOCK)};
+    attn_job j = {p, out, scratch, Lk, kd_ceil_div(p->q_len, Q_BLOCK), be->bf16};
     kd_pool_run(be->pool, p->batch * p->heads * j.n_qblk, attn_task, &j);
     kd_arena_release(&be->scratch, m);
     return KD_OK;

@@ -42,6 +42,13 @@ static kd_status cpu_sync(kd_backend *be, kd_err *e) { return KD_OK; }
 static kd_arena_mem cpu_arena_mem(kd_backend *be) { return (kd_arena_mem){0}; /* host blocks */ }
 
 /* Weights are used where io/weights put them (mapped file or f32 copies). */
+int kd_cpu_has_bf16(void) { return kd_gemm_has_bf16(); } /* kandinsky.h */
+
+static int cpu_set_bf16(kd_backend *be, int bf16) {
+    CPU(be)->bf16 = bf16 && kd_gemm_has_bf16();
+    return CPU(be)->bf16;
+}
+
 static kd_status cpu_weights_ready(kd_backend *be, kd_weights *w, kd_err *e) { return KD_OK; }
 
 /* ---- compute ---- */
@@ -203,6 +210,7 @@ static const kd_backend_ops cpu_ops = {
     .sync = cpu_sync,
     .arena_mem = cpu_arena_mem,
     .weights_ready = cpu_weights_ready,
+    .set_bf16 = cpu_set_bf16,
     .gemm = cpu_gemm,
     .linear = cpu_linear,
     .conv2d = cpu_conv2d,

@@ -78,13 +78,15 @@ static void bias_task(void *arg, int64_t c, int tid) {
  * forces one path (for benchmarks and tests); the backend reads it once, at init. */
 enum { ALGO_IM2COL, ALGO_WINO23, ALGO_WINO43 };
 
-static int pick_algo(kd_conv_algo force, int kh, int kw, const kd_conv2d_params *p, int64_t B, int64_t Cin,
-                     int64_t Cout, int64_t Ho, int64_t Wo) {
+static int pick_algo(kd_conv_algo force, int bf16, int kh, int kw, const kd_conv2d_params *p, int64_t B,
+                     int64_t Cin, int64_t Cout, int64_t Ho, int64_t Wo) {
     if (kh != 3 || kw != 3 || p->stride != 1) return ALGO_IM2COL;
     if (force == KD_CONV_IM2COL) return ALGO_IM2COL;
     if (force == KD_CONV_WINO23) return ALGO_WINO23;
     if (force == KD_CONV_WINO43) return ALGO_WINO43;
-    if (B * ((Ho + 3) / 4) * ((Wo + 3) / 4) >= WINO43_MIN_TILES && Cin >= WINO43_MIN_CHANNELS &&
+    /* BF16: F(4×4) would run F32 GEMMs (winograd.c); F(2×2) with BF16 operands does fewer F32-rate
+     * multiplies (16 per 4 outputs at twice the rate vs 36 per 16) and its error stays small. */
+    if (!bf16 && B * ((Ho + 3) / 4) * ((Wo + 3) / 4) >= WINO43_MIN_TILES && Cin >= WINO43_MIN_CHANNELS &&
         Cout >= WINO43_MIN_CHANNELS)
         return ALGO_WINO43;
     return B * ((Ho + 1) / 2) * ((Wo + 1) / 2) >= WINO_MIN_TILES ? ALGO_WINO23 : ALGO_IM2COL;
@@ -110,7 +112,7 @@ static void scatter_task(void *arg, int64_t co, int tid) {
 }
 
 static kd_status conv_merged(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
-                             int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, int kh, int kw,
+                             int64_t H, int64_t W, const kd_tensor *w, int64_t Cout, int kh, int kw,
                              const float *bias, const kd_conv2d_params *p, int64_t Wo, int64_t P, kd_err *e) {
     int64_t K = Cin * kh * kw, N = B * P;
     kd_arena_mark m = kd_arena_get_mark(&be->scratch);
@@ -119,7 +121,7 @@ static kd_status conv_merged(kd_cpu *be, float *y, int64_t y_bstride, const floa
     if (!tmp) return KD_ERR_OOM;
     im2col_job j = {x, col, Cin, H, W, Wo, 0, P, B, N, kh, kw, p->stride, p->pad_top, p->pad_left};
     kd_pool_run(be->pool, K, im2col_task, &j);
-    kd_status s = kd_gemm_wa(be, Cout, N, K, w, wdt, col, N, tmp, N, e);
+    kd_status s = kd_gemm_wa(be, Cout, N, K, w, col, N, tmp, N, e);
     if (s == KD_OK) {
         scatter_job sj = {y, tmp, bias, y_bstride, B, P};
         kd_pool_run(be->pool, Cout, scatter_task, &sj);
@@ -130,27 +132,27 @@ static kd_status conv_merged(kd_cpu *be, float *y, int64_t y_bstride, const floa
 
 #define MERGE_MAX_COLUMNS 1024
 
-/* Weights w[Cout, K] (F32, F16 or BF16); output channel planes at y + b·y_bstride + c·P. */
+/* Weights w[Cout, K] (F32, F16, BF16 or Q8_0); output channel planes at y + b·y_bstride + c·P. */
 static kd_status conv_impl(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
-                           int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, int kh, int kw,
+                           int64_t H, int64_t W, const kd_tensor *w, int64_t Cout, int kh, int kw,
                            const float *bias, const kd_conv2d_params *p, int64_t Ho, int64_t Wo, kd_err *e) {
     int64_t P = Ho * Wo, K = Cin * kh * kw;
-    int algo = pick_algo(be->conv_algo, kh, kw, p, B, Cin, Cout, Ho, Wo);
+    int algo = pick_algo(be->conv_algo, be->bf16, kh, kw, p, B, Cin, Cout, Ho, Wo);
     if (algo == ALGO_WINO43)
-        return kd_conv3x3_winograd43(be, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, p->pad_top, p->pad_left,
+        return kd_conv3x3_winograd43(be, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, p->pad_top, p->pad_left,
                                      Ho, Wo, e);
     if (algo == ALGO_WINO23)
-        return kd_conv3x3_winograd(be, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, p->pad_top, p->pad_left, Ho,
+        return kd_conv3x3_winograd(be, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, p->pad_top, p->pad_left, Ho,
                                    Wo, e);
     if (B > 1 && B * P <= MERGE_MAX_COLUMNS)
-        return conv_merged(be, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, kh, kw, bias, p, Wo, P, e);
+        return conv_merged(be, y, y_bstride, x, B, Cin, H, W, w, Cout, kh, kw, bias, p, Wo, P, e);
     int direct = kh == 1 && kw == 1 && p->stride == 1 && !p->pad_top && !p->pad_bottom && !p->pad_left &&
                  !p->pad_right;
     for (int64_t b = 0; b < B; b++) {
         const float *xb = x + b * Cin * H * W;
         float *yb = y + b * y_bstride;
         if (direct) {
-            kd_status s = kd_gemm_wa(be, Cout, P, K, w, wdt, xb, P, yb, P, e);
+            kd_status s = kd_gemm_wa(be, Cout, P, K, w, xb, P, yb, P, e);
             if (s != KD_OK) return s;
         } else {
             int64_t n = kd_max64(COL_BUDGET / 4 / K, 256);
@@ -162,7 +164,7 @@ static kd_status conv_impl(kd_cpu *be, float *y, int64_t y_bstride, const float 
                 int64_t nn = kd_min64(n, P - p0);
                 im2col_job j = {xb, col, Cin, H, W, Wo, p0, nn, 1, nn, kh, kw, p->stride, p->pad_top, p->pad_left};
                 kd_pool_run(be->pool, K, im2col_task, &j);
-                kd_status s = kd_gemm_wa(be, Cout, nn, K, w, wdt, col, nn, yb + p0, P, e);
+                kd_status s = kd_gemm_wa(be, Cout, nn, K, w, col, nn, yb + p0, P, e);
                 if (s != KD_OK) {
                     kd_arena_release(&be->scratch, m);
                     return s;
@@ -188,5 +190,5 @@ kd_status kd_cpu_conv2d(kd_cpu *be, float *y, const float *x, int64_t B, int64_t
         return kd_errf(e, KD_ERR_SHAPE, "conv2d: input [%lld, %lld, %lld, %lld] does not fit weight [%lld, %lld, %d, %d]",
                        (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout,
                        (long long)w->shape[1], kh, kw);
-    return conv_impl(be, y, Cout * Ho * Wo, x, B, Cin, H, W, w->data, w->dtype, Cout, kh, kw, b, p, Ho, Wo, e);
+    return conv_impl(be, y, Cout * Ho * Wo, x, B, Cin, H, W, w, Cout, kh, kw, b, p, Ho, Wo, e);
 }

@@ -16,6 +16,9 @@ typedef enum kd_conv_algo { KD_CONV_AUTO = 0, KD_CONV_IM2COL, KD_CONV_WINO23, KD
 typedef struct kd_cpu {
     kd_pool *pool;
     int n_threads;
+    /* KD_PRECISION_BF16: GEMM operands (linear, conv, attention products) rounded to BF16, F32
+     * accumulation (gemm_bf16.c). Only ever set where kd_gemm_has_bf16(). */
+    int bf16;
     /* Temporaries of a single op (im2col buffers, converted f16 weight panels, attention
      * scores). Every op releases what it took before returning, so the block stays warm. */
     kd_arena scratch;
@@ -61,6 +64,41 @@ static inline int64_t kd_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t kd_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t kd_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* A GEMM operand as the kernels see it: element (r, k) of its storage at p + r·ld + k (r = row of
+ * op(X) when trans == 0, column when trans == 1). F32 in either layout; F16, BF16 and Q8_0
+ * (weights, converted while packing) only where the rows of storage run along k: A untransposed
+ * (A[M][K]) or B transposed (B = Wᵀ, W[N][K]); Q8_0 needs ld % 32 == 0. */
+typedef struct kd_gemm_operand {
+    const void *p;
+    int64_t ld; /* in elements */
+    int trans;
+    kd_dtype dtype;
+    const uint16_t *scale; /* Q8_0: F16 scales, one per 32 elements of storage */
+} kd_gemm_operand;
+
+/* The operand from storage row r on (a panel of rows of a weight). */
+static inline kd_gemm_operand kd_gemm_operand_from_row(kd_gemm_operand o, int64_t r) {
+    o.p = (const char *)o.p + (size_t)(r * o.ld) * kd_dtype_size(o.dtype);
+    if (o.scale) o.scale += r * o.ld / KD_Q8_BLOCK;
+    return o;
+}
+
+/* Single-threaded C = alpha·op(A)·op(B) + beta·C on operands (the AVX-512 F32 kernel); 0 without
+ * touching C when its packing buffer cannot be allocated, or without AVX-512. */
+int kd_sgemm_avx512_op(const kd_gemm_operand *a, const kd_gemm_operand *b, int64_t M, int64_t N, int64_t K,
+                       float alpha, float beta, float *C, int64_t ldc);
+/* The same with every operand rounded to BF16 (round to nearest even) and F32 accumulation:
+ * vdpbf16ps (AVX512_BF16, gemm_bf16.c). 0 without a buffer or without the instruction. */
+int kd_gemm_bf16_op(const kd_gemm_operand *a, const kd_gemm_operand *b, int64_t M, int64_t N, int64_t K, float alpha,
+                    float beta, float *C, int64_t ldc);
+/* 1 when kd_gemm_bf16_op can run: AVX512_BF16 and the AVX-512 kernels are in use */
+int kd_gemm_has_bf16(void);
+/* Threaded C[M,N] = alpha·op(A)·op(B) + beta·C on operands with the backend's precision (gemm.c):
+ * what the BF16 mode and Q8_0 weights run through. Falls back to converting op(A) rows to F32
+ * (BLAS) when no AVX-512 kernel can take it. KD_ERR_OOM only. */
+kd_status kd_gemm_op(kd_cpu *be, const kd_gemm_operand *a, const kd_gemm_operand *b, int64_t M, int64_t N, int64_t K,
+                     float alpha, float beta, float *C, int64_t ldc, kd_err *e);
+
 /* Single-threaded BLAS sgemm, row-major (the one place that talks to cblas). */
 void kd_sgemm_1t(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
@@ -75,10 +113,11 @@ int kd_sgemm_avx512_half_wt(int64_t M, int64_t N, int64_t K, const float *A, int
 /* C[M,N] = W[M,K] · B[K,N] with W in F32, F16 or BF16 (a conv's weight), converted while packing. */
 int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype, int64_t ldw, const float *B,
                        int64_t ldb, float *C, int64_t ldc);
-/* Threaded C[M,N] = W[M,K] · B[K,N] for weights of any dtype (gemm.c): the AVX-512 kernel converts
- * while packing; the BLAS path converts slabs of rows of W into scratch. KD_ERR_OOM only. */
-kd_status kd_gemm_wa(kd_cpu *be, int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype,
-                     const float *B, int64_t ldb, float *C, int64_t ldc, kd_err *e);
+/* Threaded C[M,N] = W[M,K] · B[K,N] for weights of any dtype (F32, F16, BF16, Q8_0; gemm.c): the
+ * AVX-512 kernel converts while packing; the BLAS path converts slabs of rows of W into scratch.
+ * KD_ERR_OOM only. */
+kd_status kd_gemm_wa(kd_cpu *be, int64_t M, int64_t N, int64_t K, const kd_tensor *W, const float *B, int64_t ldb,
+                     float *C, int64_t ldc, kd_err *e);
 /* The AVX-512 kernel's packed-A layout, for producers that can write it directly (the Winograd
  * weight transforms): per KC slice of K, ceil(M/MR) panels of kc × MR floats, A[i][k] at
  * kd_sgemm_pa_index(M, K, i, k); kd_sgemm_pa_floats(M, K) floats in all. Rows M .. ceil(M/MR)·MR

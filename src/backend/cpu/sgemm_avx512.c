@@ -16,12 +16,11 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(KD_NO_AVX512)
 
-#include <immintrin.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define KD_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#include "backend/cpu/gemm_avx512.h"
 
 #ifndef KD_SGEMM_MC /* overridable for tuning experiments */
 #define KD_SGEMM_MC 168
@@ -61,69 +60,21 @@ static float *pack_buffer(void) {
 
 /* ---- packing ---- */
 
-/* 16 rows of 16 floats → 16 columns, in registers (unpack, 4×4 within lanes, 4×4 of lanes). */
-KD_AVX512 static inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    /* u[4g + j], lane L = column 4L + j of rows 4g .. 4g+3 */
-    for (int g = 0; g < 4; g++) {
-        r[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int j = 0; j < 4; j++) {
-        __m512 v0 = _mm512_shuffle_f32x4(r[j], r[4 + j], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512 v1 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512 v2 = _mm512_shuffle_f32x4(r[j], r[4 + j], _MM_SHUFFLE(3, 2, 3, 2));
-        __m512 v3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], _MM_SHUFFLE(3, 2, 3, 2));
-        t[j] = _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
-        t[4 + j] = _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
-        t[8 + j] = _mm512_shuffle_f32x4(v2, v3, _MM_SHUFFLE(2, 0, 2, 0));
-        t[12 + j] = _mm512_shuffle_f32x4(v2, v3, _MM_SHUFFLE(3, 1, 3, 1));
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
-
-static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
-
-/* An operand as the driver sees it. F32 in either layout; F16/BF16 (weights, converted to F32
- * while packing) only where its rows run along k: A not transposed (A[M][K]), B transposed
- * (B = Wᵀ with W[N][K]). */
-typedef struct {
-    const void *p;
-    int64_t ld; /* in elements */
-    int trans;
-    kd_dtype dtype;
-} operand;
-
-/* 16 consecutive elements of row `row` from column k0 (kk of them, zero beyond) as F32. */
-KD_AVX512 static inline __m512 load_row16(const operand *b, int64_t row, int64_t k0, __mmask16 km) {
-    int64_t off = row * b->ld + k0;
-    if (b->dtype == KD_F32) return _mm512_maskz_loadu_ps(km, (const float *)b->p + off);
-    __m256i h = _mm256_maskz_loadu_epi16(km, (const uint16_t *)b->p + off);
-    if (b->dtype == KD_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16: the high half of F32 */
-}
-
 /* Both packers write dst[k*W + c] for k < kc and c < W (W = NR for B panels, MR for A panels),
  * with zeros for columns nc <= c < W; stores are masked to W, so W need not be a multiple of 16. */
 
 /* dst[k*W + c] = rows[j0 + c][k0 + k]: rows of the operand run along k (B = Wᵀ, or A untransposed),
  * turned into columns by 16 × 16 register transposes. */
-KD_AVX512 static void pack_transposed(float *dst, int W, const operand *b, int64_t j0, int64_t k0, int nc, int kc) {
+KD_AVX512 static void pack_transposed(float *dst, int W, const kd_gemm_operand *b, int64_t j0, int64_t k0, int nc, int kc) {
     for (int c0 = 0; c0 < W; c0 += 16) {
-        __mmask16 wm = tail_mask(W - c0);
+        __mmask16 wm = kd_tail_mask(W - c0);
         for (int k = 0; k < kc; k += 16) {
             int kk = kc - k < 16 ? kc - k : 16;
-            __mmask16 km = tail_mask(kk);
+            __mmask16 km = kd_tail_mask(kk);
             __m512 r[16];
             for (int c = 0; c < 16; c++)
-                r[c] = c0 + c < nc ? load_row16(b, j0 + c0 + c, k0 + k, km) : _mm512_setzero_ps();
-            transpose16(r);
+                r[c] = c0 + c < nc ? kd_load_row16(b, j0 + c0 + c, k0 + k, km) : _mm512_setzero_ps();
+            kd_transpose16(r);
             for (int i = 0; i < kk; i++) _mm512_mask_storeu_ps(dst + (int64_t)(k + i) * W + c0, wm, r[i]);
         }
     }
@@ -132,14 +83,14 @@ KD_AVX512 static void pack_transposed(float *dst, int W, const operand *b, int64
 /* dst[k*W + c] = src[k*ld + c] (F32 whose rows already run along the panel's width). */
 KD_AVX512 static void pack_copy(float *dst, int W, const float *src, int64_t ld, int nc, int kc) {
     for (int c0 = 0; c0 < W; c0 += 16) {
-        __mmask16 m = c0 < nc ? tail_mask(nc - c0) : 0, wm = tail_mask(W - c0);
+        __mmask16 m = c0 < nc ? kd_tail_mask(nc - c0) : 0, wm = kd_tail_mask(W - c0);
         for (int k = 0; k < kc; k++)
             _mm512_mask_storeu_ps(dst + (int64_t)k * W + c0, wm, _mm512_maskz_loadu_ps(m, src + (int64_t)k * ld + c0));
     }
 }
 
 /* op(B)[k0:+kc, j0:+nc] → NR-wide panels, each kc × NR. */
-KD_AVX512 static void pack_b(const operand *b, int64_t k0, int64_t j0, int nc, int kc, float *Bp) {
+KD_AVX512 static void pack_b(const kd_gemm_operand *b, int64_t k0, int64_t j0, int nc, int kc, float *Bp) {
     for (int q = 0; q < nc; q += NR) {
         int nr = nc - q < NR ? nc - q : NR;
         float *dst = Bp + (int64_t)q * kc;
@@ -151,7 +102,7 @@ KD_AVX512 static void pack_b(const operand *b, int64_t k0, int64_t j0, int nc, i
 }
 
 /* op(A)[i0:+mc, k0:+kc] → MR-tall panels, each kc × MR (row r of the panel at k*MR + r). */
-KD_AVX512 static void pack_a(const operand *a, int64_t i0, int64_t k0, int mc, int kc, float *Ap) {
+KD_AVX512 static void pack_a(const kd_gemm_operand *a, int64_t i0, int64_t k0, int mc, int kc, float *Ap) {
     for (int p = 0; p < mc; p += MR) {
         int mr = mc - p < MR ? mc - p : MR;
         float *dst = Ap + (int64_t)p * kc;
@@ -199,35 +150,19 @@ KD_AVX512 static void micro_kernel(int kc, const float *Ap, const float *Bp, flo
 #undef KD_ROW
     __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61},
                          {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}, {cc0, cc1}, {cd0, cd1}};
-    __mmask16 m0 = tail_mask(nr), m1 = nr > 16 ? tail_mask(nr - 16) : 0;
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    for (int r = 0; r < mr; r++) {
-        float *c = C + r * ldc;
-        __m512 x0 = _mm512_mul_ps(va, acc[r][0]), x1 = _mm512_mul_ps(va, acc[r][1]);
-        if (beta != 0.0f) { /* beta == 0 never reads C: it may hold garbage or NaN */
-            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, c), x0);
-            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, c + 16), x1);
-        }
-        _mm512_mask_storeu_ps(c, m0, x0);
-        _mm512_mask_storeu_ps(c + 16, m1, x1);
-    }
+    kd_store_tile(acc, mr, nr, C, ldc, alpha, beta);
 }
 
 /* ---- driver ---- */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-KD_AVX512 static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-}
-
 /* a == NULL: A comes already packed in `prepacked` (kd_sgemm_pa_index layout). */
-static int sgemm_packed(const operand *a, const float *prepacked, const operand *b, int64_t M, int64_t N, int64_t K,
+static int sgemm_packed(const kd_gemm_operand *a, const float *prepacked, const kd_gemm_operand *b, int64_t M, int64_t N, int64_t K,
                         float alpha, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return 1;
     if (K <= 0 || alpha == 0.0f) { /* C = beta·C, as BLAS does */
-        scale_c(M, N, beta, C, ldc);
+        kd_scale_c(M, N, beta, C, ldc);
         return 1;
     }
     float *buf = pack_buffer();
@@ -262,25 +197,30 @@ static int sgemm_packed(const operand *a, const float *prepacked, const operand 
 
 int kd_sgemm_avx512(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    operand a = {A, lda, trans_a, KD_F32}, b = {B, ldb, trans_b, KD_F32};
+    kd_gemm_operand a = {A, lda, trans_a, KD_F32, NULL}, b = {B, ldb, trans_b, KD_F32, NULL};
     return sgemm_packed(&a, NULL, &b, M, N, K, alpha, beta, C, ldc);
 }
 
 int kd_sgemm_avx512_half_wt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const void *W,
                             kd_dtype wdtype, int64_t ldw, float *C, int64_t ldc) {
-    operand a = {A, lda, 0, KD_F32}, b = {W, ldw, 1, wdtype};
+    kd_gemm_operand a = {A, lda, 0, KD_F32, NULL}, b = {W, ldw, 1, wdtype, NULL};
     return sgemm_packed(&a, NULL, &b, M, N, K, 1.0f, 0.0f, C, ldc);
 }
 
 int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype wdtype, int64_t ldw, const float *B,
                        int64_t ldb, float *C, int64_t ldc) {
-    operand a = {W, ldw, 0, wdtype}, b = {B, ldb, 0, KD_F32};
+    kd_gemm_operand a = {W, ldw, 0, wdtype, NULL}, b = {B, ldb, 0, KD_F32, NULL};
     return sgemm_packed(&a, NULL, &b, M, N, K, 1.0f, 0.0f, C, ldc);
+}
+
+int kd_sgemm_avx512_op(const kd_gemm_operand *a, const kd_gemm_operand *b, int64_t M, int64_t N, int64_t K,
+                       float alpha, float beta, float *C, int64_t ldc) {
+    return sgemm_packed(a, NULL, b, M, N, K, alpha, beta, C, ldc);
 }
 
 int kd_sgemm_avx512_pa(int64_t M, int64_t N, int64_t K, const float *Ap, const float *B, int64_t ldb, float *C,
                        int64_t ldc) {
-    operand b = {B, ldb, 0, KD_F32};
+    kd_gemm_operand b = {B, ldb, 0, KD_F32, NULL};
     return sgemm_packed(NULL, Ap, &b, M, N, K, 1.0f, 0.0f, C, ldc);
 }
 
@@ -311,6 +251,11 @@ int kd_sgemm_avx512_wa(int64_t M, int64_t N, int64_t K, const void *W, kd_dtype 
 
 int kd_sgemm_avx512_pa(int64_t M, int64_t N, int64_t K, const float *Ap, const float *B, int64_t ldb, float *C,
                        int64_t ldc) {
+    return 0;
+}
+
+int kd_sgemm_avx512_op(const kd_gemm_operand *a, const kd_gemm_operand *b, int64_t M, int64_t N, int64_t K,
+                       float alpha, float beta, float *C, int64_t ldc) {
     return 0;
 }
 

@@ -140,7 +140,7 @@ static void gemm_task(void *arg, int64_t k, int tid) {
 }
 
 kd_status kd_wino_run(kd_cpu *be, const kd_wino_variant *v, float *y, int64_t y_bstride, const float *x, int64_t B,
-                      int64_t Cin, int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias,
+                      int64_t Cin, int64_t H, int64_t W, const kd_tensor *w, int64_t Cout, const float *bias,
                       int pad_t, int pad_l, int64_t Ho, int64_t Wo, kd_err *e) {
     int64_t tiles_y = kd_ceil_div(Ho, v->tile), tiles_x = kd_ceil_div(Wo, v->tile);
     int64_t tiles_per_img = tiles_y * tiles_x, T = B * tiles_per_img, P = v->planes;
@@ -149,7 +149,10 @@ kd_status kd_wino_run(kd_cpu *be, const kd_wino_variant *v, float *y, int64_t y_
 
     /* The planes are written and read together; a stride that is a multiple of 4 KiB would put
      * all their streams in the same cache sets, so each plane is padded by PLANE_PAD floats. */
-    kd_wino_u u = {NULL, 0, Cout, Cin, kd_gemm_uses_avx512()};
+    /* BF16 mode rounds the plane GEMMs' operands in F(2×2) only: F(4×4)'s transforms (entries up to
+     * 8, fractions down to 1/24) amplify BF16 rounding about sevenfold (docs/NOTES.md). */
+    int bf16 = be->bf16 && v->tile == 2;
+    kd_wino_u u = {NULL, 0, Cout, Cin, kd_gemm_uses_avx512() && !bf16, bf16};
     int64_t u_plane = kd_wino_u_plane_floats(&u) + PLANE_PAD, v_plane = Cin * n + PLANE_PAD, m_plane = Cout * n + PLANE_PAD;
     kd_arena_mark mark = kd_arena_get_mark(&be->scratch);
     float *U = kd_arena_floats(&be->scratch, (size_t)(P * u_plane), e);
@@ -161,7 +164,7 @@ kd_status kd_wino_run(kd_cpu *be, const kd_wino_variant *v, float *y, int64_t y_
     }
     u.U = U;
     u.plane = u_plane;
-    kd_wino_wt_job wj = {w, wdt, u};
+    kd_wino_wt_job wj = {w, u};
     kd_pool_run(be->pool, kd_ceil_div(Cout, KD_SGEMM_MR), v->weight_panel, &wj);
     kd_wino_u_zero_padding(&u, (int)P);
 
@@ -185,7 +188,7 @@ kd_status kd_wino_run(kd_cpu *be, const kd_wino_variant *v, float *y, int64_t y_
 static const kd_wino_variant F23 = {"winograd F(2x2)", 2, 16, WINO_BUDGET, weight_panel_task, input_task, output_task};
 
 kd_status kd_conv3x3_winograd(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
-                              int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t, int pad_l,
+                              int64_t W, const kd_tensor *w, int64_t Cout, const float *bias, int pad_t, int pad_l,
                               int64_t Ho, int64_t Wo, kd_err *e) {
-    return kd_wino_run(be, &F23, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, pad_t, pad_l, Ho, Wo, e);
+    return kd_wino_run(be, &F23, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, pad_t, pad_l, Ho, Wo, e);
 }

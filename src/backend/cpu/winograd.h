@@ -5,15 +5,15 @@
 #include "backend/cpu/cpu.h"
 #include "core/tensor.h"
 
-/* y[B,Cout,Ho,Wo] (image stride y_bstride) = conv3x3(x[B,Cin,H,W], w[Cout,Cin,3,3] in wdt (F32, F16 or BF16), stride 1, pads top/left as given;
+/* y[B,Cout,Ho,Wo] (image stride y_bstride) = conv3x3(x[B,Cin,H,W], w[Cout,Cin,3,3] (F32, F16, BF16 or Q8_0), stride 1, pads top/left as given;
  * Ho, Wo already include the bottom/right padding) + bias. */
 kd_status kd_conv3x3_winograd(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin, int64_t H,
-                              int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t, int pad_l,
+                              int64_t W, const kd_tensor *w, int64_t Cout, const float *bias, int pad_t, int pad_l,
                               int64_t Ho, int64_t Wo, kd_err *e);
 
 /* Same contract with Winograd F(4×4, 3×3): fewer multiplies, larger transforms (winograd43.c). */
 kd_status kd_conv3x3_winograd43(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
-                                int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t,
+                                int64_t H, int64_t W, const kd_tensor *w, int64_t Cout, const float *bias, int pad_t,
                                 int pad_l, int64_t Ho, int64_t Wo, kd_err *e);
 
 /* Where the transformed weights U_k[Cout, Cin] go: plain rows (any GEMM) or, when the AVX-512
@@ -23,6 +23,7 @@ typedef struct kd_wino_u {
     float *U;
     int64_t plane, Cout, Cin; /* plane: floats between the planes */
     int packed;
+    int bf16; /* the plane GEMMs round U and V to BF16 (plain layout) */
 } kd_wino_u;
 
 /* Plane sizes (without padding) for either layout. */
@@ -50,8 +51,7 @@ static inline void kd_wino_u_zero_padding(const kd_wino_u *u, int n) {
 
 /* Jobs shared by the F(2×2) and F(4×4) transforms (each file has its own tasks). */
 typedef struct kd_wino_wt_job {
-    const void *w; /* [Cout, Cin, 3, 3] in wdt */
-    kd_dtype wdt;
+    const kd_tensor *w; /* [Cout, Cin, 3, 3]: F32, F16, BF16 or Q8_0 */
     kd_wino_u u;   /* the planes U_k[Cout][Cin], plain or packed */
 } kd_wino_wt_job;
 
@@ -78,8 +78,7 @@ typedef struct kd_wino_out_job {
 static inline void kd_wino_load_taps(const kd_wino_wt_job *j, int64_t co, int64_t c0, int64_t nl,
                                      float g[9][KD_WINO_LANES]) {
     float wf[KD_WINO_LANES * 9];
-    kd_convert_to_f32(wf, (const char *)j->w + (size_t)((co * j->u.Cin + c0) * 9) * kd_dtype_size(j->wdt), j->wdt,
-                      (size_t)(nl * 9));
+    kd_weight_to_f32(wf, j->w, (size_t)((co * j->u.Cin + c0) * 9), (size_t)(nl * 9));
     for (int64_t l = 0; l < nl; l++)
         for (int i = 0; i < 9; i++) g[i][l] = wf[l * 9 + i];
 }
@@ -117,12 +116,16 @@ typedef struct kd_wino_variant {
 /* The driver both use (winograd.c): weight transform once, then chunks of tiles across the batch
  * (input transform, the plane GEMMs, output transform), V and M within the variant's budget. */
 kd_status kd_wino_run(kd_cpu *be, const kd_wino_variant *v, float *y, int64_t y_bstride, const float *x, int64_t B,
-                      int64_t Cin, int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias,
+                      int64_t Cin, int64_t H, int64_t W, const kd_tensor *w, int64_t Cout, const float *bias,
                       int pad_t, int pad_l, int64_t Ho, int64_t Wo, kd_err *e);
 
 /* One plane's GEMM M_k[Cout, n] = U_k · V_k[Cin, n]; returns 0 if the AVX-512 kernel had no buffer. */
 static inline int kd_wino_gemm(const kd_wino_u *u, int k, const float *V, int64_t n, float *Mk) {
     const float *Uk = u->U + k * u->plane;
+    if (u->bf16) {
+        kd_gemm_operand a = {Uk, u->Cin, 0, KD_F32, NULL}, b = {V, n, 0, KD_F32, NULL};
+        if (kd_gemm_bf16_op(&a, &b, u->Cout, n, u->Cin, 1.0f, 0.0f, Mk, n)) return 1;
+    }
     if (u->packed) return kd_sgemm_avx512_pa(u->Cout, n, u->Cin, Uk, V, n, Mk, n);
     kd_sgemm_1t(0, 0, u->Cout, n, u->Cin, 1.0f, Uk, u->Cin, V, n, 0.0f, Mk, n);
     return 1;

@@ -123,7 +123,7 @@ static void output_task(void *arg, int64_t co, int tid) {
 static const kd_wino_variant F43 = {"winograd F(4x4)", 4, 36, BUDGET, weight_panel_task, input_task, output_task};
 
 kd_status kd_conv3x3_winograd43(kd_cpu *be, float *y, int64_t y_bstride, const float *x, int64_t B, int64_t Cin,
-                                int64_t H, int64_t W, const void *w, kd_dtype wdt, int64_t Cout, const float *bias, int pad_t,
+                                int64_t H, int64_t W, const kd_tensor *w, int64_t Cout, const float *bias, int pad_t,
                                 int pad_l, int64_t Ho, int64_t Wo, kd_err *e) {
-    return kd_wino_run(be, &F43, y, y_bstride, x, B, Cin, H, W, w, wdt, Cout, bias, pad_t, pad_l, Ho, Wo, e);
+    return kd_wino_run(be, &F43, y, y_bstride, x, B, Cin, H, W, w, Cout, bias, pad_t, pad_l, Ho, Wo, e);
 }
