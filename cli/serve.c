@@ -31,6 +31,8 @@ typedef struct serve_opts {
     const char *prior, *decoder, *host, *decoder_sched, *version;
     int port, threads, low_memory, timeout_s, quiet, max_side, max_steps;
     size_t max_body;
+    kd_precision precision; /* the default of requests that do not name one */
+    kd_weight_mode weights;
 } serve_opts;
 
 static volatile sig_atomic_t g_stop;
@@ -50,7 +52,8 @@ static void usage_serve(FILE *f) {
                "                   fields (diffusers' names): prompt (required), negative_prompt, width,\n"
                "                   height, num_inference_steps, prior_num_inference_steps, guidance_scale,\n"
                "                   prior_guidance_scale, seed (number or decimal string; random if absent),\n"
-               "                   sampler, prior_sampler (names as for kandinsky generate --sampler)\n"
+               "                   sampler, prior_sampler (names as for kandinsky generate --sampler),\n"
+               "                   precision (\"fp32\" or \"bf16\"; default the server's --precision)\n"
                "  GET  /health     JSON status\n"
                "  e.g. curl -d '{\"prompt\": \"a red cat\", \"seed\": 42}' localhost:8080/generate -o cat.png\n"
                "\n"
@@ -66,6 +69,8 @@ static void usage_serve(FILE *f) {
                "      --max-steps N          most decoder or prior steps a request may ask for (200)\n"
                "      --timeout S            seconds a request may take to arrive, and a send to progress (30)\n"
                "  -t, --threads N            CPU threads (default: KD_THREADS or all cores)\n"
+               "      --precision fp32|bf16  default compute precision of requests (fp32)\n"
+               "      --weights stored|q8    Linear/conv weights as stored, or quantised to 8 bits at load\n"
                "      --low-memory           load each stage only while it runs\n"
                "  -q, --quiet                no per-request log lines\n");
 }
@@ -120,7 +125,9 @@ static int parse_opts(int argc, char **argv, serve_opts *o) {
         else if (!strcmp(a, "--max-body") && n >= 64) o->max_body = (size_t)n;
         else if (!strcmp(a, "--max-size") && n >= 64) o->max_side = (int)n;
         else if (!strcmp(a, "--max-steps") && n >= 2) o->max_steps = (int)n;
-        else {
+        else if (!strcmp(a, "--precision") && kd_precision_parse(v, &o->precision) == 0) {
+        } else if (!strcmp(a, "--weights") && kd_weight_mode_parse(v, &o->weights) == 0) {
+        } else {
             fprintf(stderr, "kandinsky serve: bad option or value: %s %s (see --help)\n", a, v);
             return 1;
         }
@@ -260,7 +267,7 @@ static int json_seed(const cJSON *v, uint64_t *out, char *msg, size_t cap) {
 }
 
 /* Fills g from the JSON object; strings point into the tree. Returns 0 or -1 with msg. */
-static int parse_params(server *s, const cJSON *root, kd_gen_params *g, char *msg, size_t cap) {
+static int parse_params(server *s, const cJSON *root, kd_gen_params *g, kd_precision *prec, char *msg, size_t cap) {
     *g = kd_gen_params_default();
     g->prompt = NULL;
     g->seed = next_seed(s);
@@ -286,6 +293,9 @@ static int parse_params(server *s, const cJSON *root, kd_gen_params *g, char *ms
                 rc = -1, snprintf(msg, cap, "%s must be one of: %s", k, kd_sampler_list());
             else if (!strcmp(k, "sampler")) g->sampler = f->valuestring;
             else g->prior_sampler = f->valuestring;
+        } else if (!strcmp(k, "precision")) {
+            if (!cJSON_IsString(f) || kd_precision_parse(f->valuestring, prec) != 0)
+                rc = -1, snprintf(msg, cap, "precision must be \"fp32\" or \"bf16\"");
         }
         else rc = -1, snprintf(msg, cap, "unknown field '%.64s' (see kandinsky serve --help)", k);
         if (rc) return -1;
@@ -310,14 +320,16 @@ static void handle_generate(server *s, int fd, const char *body, size_t len) {
         return;
     }
     kd_gen_params g;
-    if (parse_params(s, root, &g, msg, sizeof msg)) {
+    kd_precision prec = s->o.precision;
+    if (parse_params(s, root, &g, &prec, msg, sizeof msg)) {
         respond_error(fd, 400, NULL, msg);
         cJSON_Delete(root);
         return;
     }
     double t0 = now_s();
     kd_image img = {0};
-    kd_status st = kd_generate(s->ctx, s->p, &g, &img);
+    kd_status st = kd_ctx_set_precision(s->ctx, prec);
+    if (st == KD_OK) st = kd_generate(s->ctx, s->p, &g, &img);
     if (st != KD_OK) {
         /* invalid parameters are the client's fault; everything else (memory, numerics) ours */
         respond_error(fd, st == KD_ERR_INVALID_ARG || st == KD_ERR_SHAPE ? 400 : 500, NULL, kd_ctx_last_error(s->ctx));
@@ -330,11 +342,11 @@ static void handle_generate(server *s, int fd, const char *body, size_t len) {
     snprintf(params, sizeof params,
              "prompt: %s\nnegative prompt: %s\nsize: %dx%d\nsteps: %d\nprior steps: %d\nguidance: %g\n"
              "prior guidance: %g\nseed: %" PRIu64 "\nprior: %s\ndecoder: %s\nsampler: %s\nprior sampler: %s\n"
-             "engine: kandinsky.c %s (serve)",
+             "precision: %s\nweights: %s\nengine: kandinsky.c %s (serve)",
              g.prompt, g.negative_prompt ? g.negative_prompt : "(none)", img.width, img.height, g.steps,
              g.prior_steps, (double)g.guidance_scale, (double)g.prior_guidance_scale, g.seed, s->o.prior,
              s->o.decoder, g.sampler ? g.sampler : "(scheduler config)", g.prior_sampler ? g.prior_sampler : "unclip",
-             kd_version());
+             kd_precision_name(kd_ctx_precision(s->ctx)), kd_weight_mode_name(s->o.weights), kd_version());
     const char *text[] = {"parameters", params, "Software", "kandinsky.c", NULL};
     uint8_t *png = NULL;
     size_t png_len = 0;
@@ -428,7 +440,11 @@ int kd_cli_serve(int argc, char **argv) {
     if (parse_opts(argc, argv, &s.o)) return 2;
     kd_ctx_params cp = kd_ctx_params_default();
     cp.n_threads = s.o.threads;
+    cp.precision = s.o.precision;
+    cp.weights = s.o.weights;
     if (kd_ctx_create(&cp, &s.ctx) != KD_OK) return 1;
+    if (s.o.precision == KD_PRECISION_BF16 && kd_ctx_precision(s.ctx) != KD_PRECISION_BF16)
+        fprintf(stderr, "kandinsky serve: --precision bf16: this CPU has no BF16 products (AVX512_BF16); computing in fp32\n");
     char *prior_dir = NULL, *decoder_dir = NULL;
     int rc = 1, lfd = -1, port = 0;
     if (kd_model_resolve(s.ctx, s.o.prior, "prior", NULL, NULL, &prior_dir) != KD_OK ||

@@ -3,6 +3,8 @@
  *
  *   kt_imgcmp same A B MAXDIFF          A and B (PNG/JPEG) have the same size and every channel value
  *                                       differs by at most MAXDIFF (0..255)
+ *   kt_imgcmp psnr A B MIN_DB           A and B have the same size and a PSNR (8-bit peak) of at least
+ *                                       MIN_DB decibels (identical images: inf)
  *   kt_imgcmp varied IMG MINRANGE       IMG is not a constant image: some channel's values span at
  *                                       least MINRANGE levels (max - min), and not every pixel is the same
  *   kt_imgcmp ref IMG FILE NAME MAXDIFF IMG equals tensor NAME ([1, 3, H, W] F32 in [-1, 1]) of the
@@ -70,6 +72,30 @@ static int cmd_same(const char *pa, const char *pb, const char *lim) {
         int maxd = diff_stats(a.data, b.data, (size_t)a.width * a.height * 3, &mean);
         printf("%dx%d, max difference %d/255 (allowed %d), mean %.4f\n", a.width, a.height, maxd, maxdiff, mean);
         rc = maxd <= maxdiff ? 0 : 1;
+    }
+    kd_image_free(&a);
+    kd_image_free(&b);
+    return rc;
+}
+
+static int cmd_psnr(const char *pa, const char *pb, const char *lim) {
+    char *end;
+    double min_db = strtod(lim, &end);
+    kd_image a = {0}, b = {0};
+    if (*end || end == lim || !load(pa, &a) || !load(pb, &b)) {
+        kd_image_free(&a);
+        return 2;
+    }
+    int rc = 1;
+    if (a.width != b.width || a.height != b.height) {
+        printf("sizes differ: %dx%d vs %dx%d\n", a.width, a.height, b.width, b.height);
+    } else {
+        size_t n = (size_t)a.width * a.height * 3;
+        double se = 0;
+        for (size_t i = 0; i < n; i++) se += ((double)a.data[i] - b.data[i]) * ((double)a.data[i] - b.data[i]);
+        double psnr = se > 0 ? 10.0 * log10(255.0 * 255.0 / (se / (double)n)) : INFINITY;
+        printf("%dx%d, PSNR %.2f dB (at least %.2f)\n", a.width, a.height, psnr, min_db);
+        rc = psnr >= min_db ? 0 : 1;
     }
     kd_image_free(&a);
     kd_image_free(&b);
@@ -169,11 +195,12 @@ int main(int argc, char **argv) {
     if (kd_ctx_create(NULL, &g_ctx) != KD_OK) return 2;
     int rc = 2;
     if (argc == 5 && !strcmp(argv[1], "same")) rc = cmd_same(argv[2], argv[3], argv[4]);
+    else if (argc == 5 && !strcmp(argv[1], "psnr")) rc = cmd_psnr(argv[2], argv[3], argv[4]);
     else if (argc == 4 && !strcmp(argv[1], "varied")) rc = cmd_varied(argv[2], argv[3]);
     else if (argc == 6 && !strcmp(argv[1], "ref")) rc = cmd_ref(argv[2], argv[3], argv[4], argv[5]);
     else if (argc == 5 && !strcmp(argv[1], "extract")) rc = cmd_extract(argv[2], argv[3], argv[4]);
     else
-        fprintf(stderr, "usage: kt_imgcmp same A B MAXDIFF | varied IMG MINRANGE | ref IMG FILE NAME MAXDIFF |"
+        fprintf(stderr, "usage: kt_imgcmp same A B MAXDIFF | psnr A B MIN_DB | varied IMG MINRANGE | ref IMG FILE NAME MAXDIFF |"
                         " extract FILE NAME OUT\n");
     kd_ctx_free(g_ctx);
     return rc;

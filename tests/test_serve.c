@@ -212,6 +212,18 @@ int main(void) {
     TEST_CHECK(r.status == 200 && has_bytes(&r, "\nsampler: dpm++2m\n") && has_bytes(&r, "\nprior sampler: unipc\n"),
                "samplers by name, recorded in the PNG parameters (%d)", r.status);
     reply_free(&r);
+    r = post("/generate", "{\"prompt\": \"x\", \"width\": 32, \"height\": 32, \"num_inference_steps\": 2, "
+                          "\"prior_num_inference_steps\": 2, \"precision\": \"bf16\", \"seed\": 1}");
+    TEST_CHECK(r.status == 200 && has_bytes(&r, kd_cpu_has_bf16() ? "\nprecision: bf16\n" : "\nprecision: fp32\n"),
+               "precision per request, recorded as it ran (%d)", r.status);
+    reply_free(&r);
+    r = post("/generate", "{\"prompt\": \"x\", \"width\": 32, \"height\": 32, \"num_inference_steps\": 2, "
+                          "\"prior_num_inference_steps\": 2, \"seed\": 1}");
+    TEST_CHECK(r.status == 200 && has_bytes(&r, "\nprecision: fp32\n"), "the next request is back to the default (%d)",
+               r.status);
+    reply_free(&r);
+    expect("bad precision", post("/generate", "{\"prompt\": \"x\", \"precision\": \"int4\"}"), 400,
+           "precision must be");
 
     expect("invalid JSON", post("/generate", "{\"prompt\": "), 400, "not valid JSON");
     expect("not an object", post("/generate", "[1, 2]"), 400, "JSON object");
