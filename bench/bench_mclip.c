@@ -10,6 +10,8 @@
 #include "bench_util.h"
 #include "kandinsky.h"
 
+static const char *g_label = "kandinsky.c"; /* bench_mode_label */
+
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -21,18 +23,22 @@ int main(int argc, char **argv) {
         return 2;
     }
     int threads = 0, reps = 3;
+    bench_mode mode = {0};
     for (int i = 2; i + 1 < argc; i += 2) {
+        if (bench_mode_arg(&mode, argv[i], argv[i + 1])) continue;
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
     }
     kd_ctx_params cp = kd_ctx_params_default();
     cp.n_threads = threads;
+    bench_mode_params(&mode, &cp);
     kd_ctx *ctx;
     kd_mclip *m;
     if (kd_ctx_create(&cp, &ctx) != KD_OK || kd_mclip_load(ctx, argv[1], &m) != KD_OK) {
         fprintf(stderr, "bench_mclip: %s\n", ctx ? kd_ctx_last_error(ctx) : "no context");
         return 1;
     }
+    g_label = bench_mode_label(&mode, ctx);
     int32_t ids[2 * 77], mask[2 * 77];
     unsigned seed = 1;
     for (int i = 0; i < 2 * 77; i++) {
@@ -55,8 +61,8 @@ int main(int argc, char **argv) {
     qsort(t, (size_t)n, sizeof *t, cmp);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"impl\": \"kandinsky.c\", \"op\": \"mclip\", \"size\": 77, \"median_ms\": %.1f, \"peak_rss_mb\": %.0f}\n",
-           t[n / 2] * 1e3, ru.ru_maxrss / 1024.0);
+    printf("{\"impl\": \"%s\", \"op\": \"mclip\", \"size\": 77, \"median_ms\": %.1f, \"peak_rss_mb\": %.0f}\n",
+           g_label, t[n / 2] * 1e3, ru.ru_maxrss / 1024.0);
     free(hid);
     kd_mclip_free(m);
     kd_ctx_free(ctx);

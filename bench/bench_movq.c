@@ -1,5 +1,5 @@
 /* Times MoVQ encode and decode of a model folder at given sizes.
- *   bench_movq MODEL_DIR [--threads N] [--sizes 256,512] [--batch 1] [--reps 3] [--only encode|decode]
+ *   bench_movq MODEL_DIR [--threads N] [--sizes 256,512] [--batch 1] [--reps 3] [--precision fp32|bf16] [--weights stored|q8] [--only encode|decode]
  * Prints one JSON line per (op, size) with the median time, then the process's peak RSS.
  * Inputs are deterministic pseudo-random values; the numbers are not checked here (test_movq
  * does that on tiny models). */
@@ -11,6 +11,8 @@
 
 #include "bench_util.h"
 #include "kandinsky.h"
+
+static const char *g_label = "kandinsky.c"; /* bench_mode_label */
 
 static void fill(float *p, size_t n, unsigned seed) {
     for (size_t i = 0; i < n; i++) {
@@ -26,7 +28,9 @@ int main(int argc, char **argv) {
     }
     const char *model = argv[1], *sizes = "256,512", *only = "";
     int threads = 0, batch = 1, reps = 3;
+    bench_mode mode = {0};
     for (int i = 2; i + 1 < argc; i += 2) {
+        if (bench_mode_arg(&mode, argv[i], argv[i + 1])) continue;
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--sizes")) sizes = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
@@ -35,8 +39,10 @@ int main(int argc, char **argv) {
     }
     kd_ctx_params cp = kd_ctx_params_default();
     cp.n_threads = threads;
+    bench_mode_params(&mode, &cp);
     kd_ctx *ctx;
     if (kd_ctx_create(&cp, &ctx) != KD_OK) return 1;
+    g_label = bench_mode_label(&mode, ctx);
     kd_movq *m;
     double t0 = now();
     if (kd_movq_load(ctx, model, &m) != KD_OK) {
@@ -71,8 +77,8 @@ int main(int argc, char **argv) {
                     first = now() - s;
             }
             qsort(t, (size_t)n, sizeof *t, cmp_double);
-            printf("{\"impl\": \"kandinsky.c\", \"op\": \"%s\", \"size\": %d, \"batch\": %d, \"threads\": %d, \"median_ms\": %.1f, \"min_ms\": %.1f, \"first_ms\": %.1f}\n",
-                   name, px, batch, kd_ctx_threads(ctx), t[n / 2] * 1e3, t[0] * 1e3, first * 1e3);
+            printf("{\"impl\": \"%s\", \"op\": \"%s\", \"size\": %d, \"batch\": %d, \"threads\": %d, \"median_ms\": %.1f, \"min_ms\": %.1f, \"first_ms\": %.1f}\n",
+                   g_label, name, px, batch, kd_ctx_threads(ctx), t[n / 2] * 1e3, t[0] * 1e3, first * 1e3);
             fflush(stdout);
         }
         free(img);
@@ -81,7 +87,7 @@ int main(int argc, char **argv) {
     free(list);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"impl\": \"kandinsky.c\", \"peak_rss_mb\": %.0f}\n", ru.ru_maxrss / 1024.0);
+    printf("{\"impl\": \"%s\", \"peak_rss_mb\": %.0f}\n", g_label, ru.ru_maxrss / 1024.0);
     kd_movq_free(m);
     kd_ctx_free(ctx);
     return 0;

@@ -64,7 +64,8 @@ int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: bench_pipeline PRIOR_DIR DECODER_DIR [--threads N] [--low-memory 0|1] [--size 256] "
                         "[--steps 10] [--prior-steps 10] [--guidance 4] [--prior-guidance 4] [--seed 42] "
-                        "[--prompt TEXT] [--out image.png] [--impl NAME] [--sampler NAME] [--prior-sampler NAME]\n");
+                        "[--prompt TEXT] [--out image.png] [--impl NAME] [--sampler NAME] [--prior-sampler NAME]\n"
+                        "       [--precision fp32|bf16] [--weights stored|q8]\n");
         return 2;
     }
     const char *prior_dir = argv[1], *dec_dir = argv[2], *out = NULL;
@@ -77,8 +78,11 @@ int main(int argc, char **argv) {
     g.guidance_scale = 4.0f;
     g.prior_guidance_scale = 4.0f;
     g.seed = 42;
+    bench_mode mode = {0};
+    int impl_given = 0;
     for (int i = 3; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
+        if (bench_mode_arg(&mode, k, v)) continue;
         if (!strcmp(k, "--threads")) threads = atoi(v);
         else if (!strcmp(k, "--low-memory")) low_memory = atoi(v);
         else if (!strcmp(k, "--size")) g.width = g.height = atoi(v);
@@ -89,7 +93,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--seed")) g.seed = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--prompt")) g.prompt = v;
         else if (!strcmp(k, "--out")) out = v;
-        else if (!strcmp(k, "--impl")) impl = v;
+        else if (!strcmp(k, "--impl")) impl = v, impl_given = 1;
         else if (!strcmp(k, "--sampler")) g.sampler = v;
         else if (!strcmp(k, "--prior-sampler")) g.prior_sampler = v;
         else {
@@ -100,8 +104,10 @@ int main(int argc, char **argv) {
     size_key = g.width;
     kd_ctx_params cp = kd_ctx_params_default();
     cp.n_threads = threads;
+    bench_mode_params(&mode, &cp);
     kd_ctx *ctx;
     if (kd_ctx_create(&cp, &ctx) != KD_OK) return 1;
+    if (!impl_given) impl = bench_mode_label(&mode, ctx);
     kd_pipeline *p;
     double t0 = now();
     if (kd_pipeline_load(ctx, prior_dir, dec_dir, low_memory, &p) != KD_OK) {

@@ -2,7 +2,7 @@
  *   clip_text   CLIP ViT-bigG text encoder, batch 2 × 77 tokens (text_embeds + last_hidden_state)
  *   clip_vision CLIP ViT-bigG vision encoder, one 224² image
  *   prior_step  one PriorTransformer call at batch 2 (classifier-free guidance), with a text mask
- *   bench_prior PRIOR_DIR [--threads N] [--ops clip_text,clip_vision,prior_step] [--reps 3]
+ *   bench_prior PRIOR_DIR [--threads N] [--ops clip_text,clip_vision,prior_step] [--reps 3] [--precision fp32|bf16] [--weights stored|q8]
  * PRIOR_DIR is a kandinsky-2-2-prior folder (text_encoder/, image_encoder/, prior/). One JSON line
  * per op (median of reps after one warm-up call, load time, peak RSS of the process so far). The
  * inputs equal bench_prior.py's (same ids, mask and pseudo-random numbers). Run one op per process
@@ -15,6 +15,8 @@
 
 #include "bench_util.h"
 #include "kandinsky.h"
+
+static const char *g_label = "kandinsky.c"; /* bench_mode_label */
 
 /* bench_prior.py's token_ids: <start>, 12 + 18·b word ids, <end>, <end> padding; mask on the real ones. */
 static void token_ids(int batch, int seq, int32_t *ids, int32_t *mask) {
@@ -53,9 +55,9 @@ static int timeit(kd_ctx *ctx, const char *op, int size, int batch, int reps, do
         fprintf(stderr, "  %s rep %d: %.3f s\n", op, r, dt);
     }
     qsort(t, (size_t)nr, sizeof *t, cmp_double);
-    printf("{\"impl\": \"kandinsky.c\", \"op\": \"%s\", \"size\": %d, \"batch\": %d, \"threads\": %d, \"median_ms\": %.1f, "
+    printf("{\"impl\": \"%s\", \"op\": \"%s\", \"size\": %d, \"batch\": %d, \"threads\": %d, \"median_ms\": %.1f, "
            "\"min_ms\": %.1f, \"load_s\": %.2f, \"peak_rss_mb\": %.0f}\n",
-           op, size, batch, kd_ctx_threads(ctx), t[nr / 2] * 1e3, t[0] * 1e3, load_s, peak_rss_mb());
+           g_label, op, size, batch, kd_ctx_threads(ctx), t[nr / 2] * 1e3, t[0] * 1e3, load_s, peak_rss_mb());
     fflush(stdout);
     return 0;
 }
@@ -115,15 +117,19 @@ int main(int argc, char **argv) {
     }
     const char *dir = argv[1], *ops = "clip_text,clip_vision,prior_step";
     int threads = 0, reps = 3, rc = 0;
+    bench_mode mode = {0};
     for (int i = 2; i + 1 < argc; i += 2) {
+        if (bench_mode_arg(&mode, argv[i], argv[i + 1])) continue;
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--ops")) ops = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
     }
     kd_ctx_params cp = kd_ctx_params_default();
     cp.n_threads = threads;
+    bench_mode_params(&mode, &cp);
     kd_ctx *ctx;
     if (kd_ctx_create(&cp, &ctx) != KD_OK) return 1;
+    g_label = bench_mode_label(&mode, ctx);
 
     if (!rc && has_op(ops, "clip_text")) {
         char *path = join(dir, "text_encoder");

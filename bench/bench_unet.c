@@ -1,5 +1,5 @@
 /* Times one decoder U-Net step (batch B, classifier-free guidance batch = 2) at given latent sizes.
- *   bench_unet MODEL_DIR [--threads N] [--latents 32,64] [--batch 2] [--reps 3]
+ *   bench_unet MODEL_DIR [--threads N] [--latents 32,64] [--batch 2] [--reps 3] [--precision fp32|bf16] [--weights stored|q8]
  * Prints one JSON line per size (median time), then the peak RSS. Inputs are deterministic
  * pseudo-random values; correctness is test_unet's job. */
 #include <stdio.h>
@@ -10,6 +10,8 @@
 
 #include "bench_util.h"
 #include "kandinsky.h"
+
+static const char *g_label = "kandinsky.c"; /* bench_mode_label */
 
 static double peak_rss_mb(void) {
     struct rusage ru;
@@ -24,7 +26,9 @@ int main(int argc, char **argv) {
     }
     const char *model = argv[1], *sizes = "32,64";
     int threads = 0, batch = 2, reps = 3;
+    bench_mode mode = {0};
     for (int i = 2; i + 1 < argc; i += 2) {
+        if (bench_mode_arg(&mode, argv[i], argv[i + 1])) continue;
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--latents")) sizes = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
@@ -32,8 +36,10 @@ int main(int argc, char **argv) {
     }
     kd_ctx_params cp = kd_ctx_params_default();
     cp.n_threads = threads;
+    bench_mode_params(&mode, &cp);
     kd_ctx *ctx;
     if (kd_ctx_create(&cp, &ctx) != KD_OK) return 1;
+    g_label = bench_mode_label(&mode, ctx);
     kd_unet *u;
     double t0 = now();
     if (kd_unet_load(ctx, model, &u) != KD_OK) {
@@ -67,8 +73,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "  latent %d rep %d: %.2f s\n", lat, r, now() - s);
         }
         qsort(t, (size_t)nr, sizeof *t, cmp_double);
-        printf("{\"impl\": \"kandinsky.c\", \"op\": \"unet_step\", \"size\": %d, \"batch\": %d, \"threads\": %d, \"median_ms\": %.1f, \"min_ms\": %.1f, \"peak_rss_mb\": %.0f}\n",
-               lat, batch, kd_ctx_threads(ctx), t[nr / 2] * 1e3, t[0] * 1e3, peak_rss_mb());
+        printf("{\"impl\": \"%s\", \"op\": \"unet_step\", \"size\": %d, \"batch\": %d, \"threads\": %d, \"median_ms\": %.1f, \"min_ms\": %.1f, \"peak_rss_mb\": %.0f}\n",
+               g_label, lat, batch, kd_ctx_threads(ctx), t[nr / 2] * 1e3, t[0] * 1e3, peak_rss_mb());
         fflush(stdout);
         free(x);
         free(out);

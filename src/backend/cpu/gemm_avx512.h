@@ -8,7 +8,7 @@
 
 #include "backend/cpu/cpu.h"
 
-#define KD_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define KD_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) /* f16c: _cvtsh_ss (Q8_0 scales) */
 
 static inline __mmask16 kd_tail_mask(int64_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
@@ -49,7 +49,7 @@ KD_AVX512 static inline __m512 kd_load_row16(const kd_gemm_operand *b, int64_t r
     if (b->dtype == KD_Q8_0) {
         __m128i q = _mm_maskz_loadu_epi8(km, (const int8_t *)b->p + off);
         __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-        return _mm512_mul_ps(v, _mm512_set1_ps(kd_f16_to_f32(b->scale[off / KD_Q8_BLOCK])));
+        return _mm512_mul_ps(v, _mm512_set1_ps(_cvtsh_ss(b->scale[off / KD_Q8_BLOCK])));
     }
     __m256i h = _mm256_maskz_loadu_epi16(km, (const uint16_t *)b->p + off);
     if (b->dtype == KD_F16) return _mm512_cvtph_ps(h);

@@ -18,7 +18,7 @@
 
 #include "backend/cpu/gemm_avx512.h"
 
-#define KD_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define KD_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,avx512bf16")))
 
 enum {
     MR = 14,   /* rows of the micro-tile: 14 × 2 accumulators + 2 B vectors + 1 broadcast */
