@@ -6,7 +6,8 @@
 #                 mkdir /tmp/kd-base && git archive REV | tar -x -C /tmp/kd-base
 #                 cmake -S /tmp/kd-base -B /tmp/kd-base/build -DCMAKE_BUILD_TYPE=Release
 #                 cmake --build /tmp/kd-base/build -j --target bench_unet bench_movq bench_prior
-#     B_BUILD   the candidate's, default build/ of this checkout
+#     B_BUILD   the candidate's, default $KD_BUILD_DIR, else build/ of this checkout (never built
+#               here unless --build)
 #   -r, --rounds R      rounds (default 3); each round runs every benchmark A then B
 #   --threads N         threads for both sides (default 2)
 #   --reps N            timed calls per process after one warm-up (default 3, as the run_*.sh)
@@ -19,6 +20,13 @@
 #   --out DIR           raw outputs (default a fresh /tmp/kd-ab-run.XXXXXX)
 #   --build             first run `cmake --build DIR --target bench_unet bench_movq bench_prior` in both
 #   --abba              alternate the order per round (A,B then B,A ...) instead of always A,B
+#   --modes LIST        our variants, comma-separated (default fp32): fp32 (as built), bf16 (adds
+#                       --precision bf16), q8 (adds --weights q8), bf16-q8 (both), each a benchmark
+#                       of its own (name suffix +bf16 / +q8 / +bf16-q8; unet_f16 only runs fp32); a
+#                       run whose label lacks the mode (a build without the flags ignores them, a CPU
+#                       without BF16 products runs fp32) is warned about under the table
+#   --dry-run           print the commands of the first round, run nothing
+#   -h, --help          this text
 # Environment: KD_BENCH_DIR (default ~/.cache/kandinsky-bench) holding unet22-f32/, unet22-f16/,
 # movq-published/, prior22/ (made by bench/bench_{unet,movq,prior}.py make). OPENBLAS_* and KD_*
 # variables are passed through unchanged and printed.
@@ -29,32 +37,39 @@
 # of the process, max over rounds) and, per side, the most "other cores" seen on that benchmark's runs
 # (a ratio marked * was measured disturbed).
 set -euo pipefail
+# shellcheck source=bench/bench_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
 
 A=""
-B="$(cd "$(dirname "$0")/.." && pwd)/build"
-rounds=3 threads=2 reps=3 latents=32,64 msizes=256,512 pops=prior_step only=unet,movq,prior
+B="$BUILD"
+rounds=3 threads=2 reps=3 latents=32,64 msizes=256,512 pops=prior_step only=unet,movq,prior modes=fp32
 out="" build=0 abba=0
 pos=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -r|--rounds) rounds=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;
-    --reps) reps=$2; shift 2 ;;
-    --latents) latents=$2; shift 2 ;;
-    --movq-sizes) msizes=$2; shift 2 ;;
-    --prior-ops) pops=$2; shift 2 ;;
-    --only) only=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
+    -r|--rounds) kd_need_count "$@"; rounds=$2; shift 2 ;;
+    --threads) kd_need_count "$@"; threads=$2; shift 2 ;;
+    --reps) kd_need_count "$@"; reps=$2; shift 2 ;;
+    --latents) kd_need_value "$@"; latents=$2; shift 2 ;;
+    --movq-sizes) kd_need_value "$@"; msizes=$2; shift 2 ;;
+    --prior-ops) kd_need_value "$@"; kd_check_list --prior-ops "$2" clip_text clip_vision prior_step; pops=$2; shift 2 ;;
+    --only) kd_need_value "$@"; kd_check_list --only "$2" unet unet_f16 movq prior; only=$2; shift 2 ;;
+    --modes) kd_need_value "$@"; kd_check_list --modes "$2" fp32 bf16 q8 bf16-q8; modes=$2; shift 2 ;;
+    --out) kd_need_value "$@"; out=$2; shift 2 ;;
     --build) build=1; shift ;;
     --abba) abba=1; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
-    -*) echo "ab.sh: unknown option $1" >&2; exit 2 ;;
+    --dry-run) KD_DRY_RUN=1; shift ;;
+    -h|--help) kd_usage; exit 0 ;;
+    -*) kd_die "unknown option $1" ;;
     *) pos+=("$1"); shift ;;
   esac
 done
 [ ${#pos[@]} -ge 1 ] && A=${pos[0]}
 [ ${#pos[@]} -ge 2 ] && B=${pos[1]}
-[ -n "$A" ] || { echo "usage: bench/ab.sh [options] A_BUILD [B_BUILD] (--help)" >&2; exit 2; }
+[ ${#pos[@]} -le 2 ] || kd_die "at most two build folders, got: ${pos[*]}"
+[ -n "$A" ] || kd_die "usage: bench/ab.sh [options] A_BUILD [B_BUILD]"
+[ -d "$A" ] || { echo "ab.sh: no build folder $A" >&2; exit 1; }
+[ -d "$B" ] || { echo "ab.sh: no build folder $B" >&2; exit 1; }
 A=$(cd "$A" && pwd) B=$(cd "$B" && pwd)
 ROOT=${KD_BENCH_DIR:-$HOME/.cache/kandinsky-bench}
 
@@ -67,17 +82,17 @@ has unet_f16 && need+=("$ROOT/unet22-f16/config.json")
 has movq && need+=("$ROOT/movq-published/config.json")
 has prior && need+=("$ROOT/prior22/.complete")
 for f in "${need[@]}"; do
-  [ -e "$f" ] || { echo "ab.sh: missing $f (run the bench/bench_*.py make steps)" >&2; exit 1; }
+  [ -e "$f" ] || [ "$KD_DRY_RUN" = 1 ] || { echo "ab.sh: missing $f (run the bench/bench_*.py make steps)" >&2; exit 1; }
 done
 for d in "$A" "$B"; do
   if [ "$build" = 1 ]; then cmake --build "$d" -j"$(nproc)" --target bench_unet bench_movq bench_prior >/dev/null; fi
   for p in bench_unet bench_movq bench_prior; do
-    [ -x "$d/bench/$p" ] || { echo "ab.sh: $d/bench/$p not built" >&2; exit 1; }
+    [ -x "$d/bench/$p" ] || [ "$KD_DRY_RUN" = 1 ] || { echo "ab.sh: $d/bench/$p not built" >&2; exit 1; }
   done
 done
 
-[ -n "$out" ] || out=$(mktemp -d /tmp/kd-ab-run.XXXXXX)
-mkdir -p "$out/raw"
+if [ "$KD_DRY_RUN" = 1 ]; then out=${out:-/tmp/kd-ab-run.XXXXXX}
+else [ -n "$out" ] || out=$(mktemp -d /tmp/kd-ab-run.XXXXXX); mkdir -p "$out/raw"; fi
 
 # Which source tree and commit a build dir was configured from.
 describe() {
@@ -94,28 +109,46 @@ describe() {
   echo "$d (source ${src:-?}, commit $commit, ${bt:-?}, bench_unet built $(date -r "$d/bench/bench_unet" '+%F %T'))"
 }
 
-hz=$(getconf CLK_TCK)
-busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+hz=$kd_hz
+busy() { kd_busy; }
 
 {
   echo "# date $(date -u +%Y-%m-%dT%H:%M:%SZ), cpu $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
   echo "# A = $(describe "$A")"
   echo "# B = $(describe "$B")"
+  echo "# modes $modes"
   echo "# threads $threads, rounds $rounds, reps $reps, models $ROOT, benchmarks $only (unet latents $latents, movq sizes $msizes, prior ops $pops)"
   echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-(unset)} $(env | grep '^KD_' | tr '\n' ' ')"
-  b0=$(busy); sleep 2; b1=$(busy)
+  b0=$(busy); [ "$KD_DRY_RUN" = 1 ] || sleep 2; b1=$(busy)
   echo "# load average $(cut -d' ' -f1-3 /proc/loadavg); cores busy before start (2 s sample): $(awk -v a="$b0" -v b="$b1" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)/hz/2}'); memory available $(free -m | awk '/^Mem:/{print $7}') MB"
   echo "# raw outputs: $out"
-} | tee "$out/header.txt"
+} | if [ "$KD_DRY_RUN" = 1 ]; then cat; else tee "$out/header.txt"; fi
 
 # --- the runs ---------------------------------------------------------------------------------
 # Each benchmark: name and the command after the binary's directory (bench/<prog> ...).
+# Modes other than fp32 add their flags (bench_env.sh kd_mode_args) and "+MODE" to the name.
 jobs=()
-has unet && jobs+=("unet|bench_unet|$ROOT/unet22-f32 --threads $threads --latents $latents --reps $reps")
-has unet_f16 && jobs+=("unet_f16|bench_unet|$ROOT/unet22-f16 --threads $threads --latents $latents --reps $reps")
-has movq && jobs+=("movq|bench_movq|$ROOT/movq-published --threads $threads --sizes $msizes --reps $reps")
-if has prior; then
-  for op in ${pops//,/ }; do jobs+=("$op|bench_prior|$ROOT/prior22 --threads $threads --reps $reps --ops $op"); done
+for m in ${modes//,/ }; do
+  kd_mode_args "$m"
+  sfx="" extra=""
+  [ "$m" = fp32 ] || { sfx="+$m"; extra=" ${kd_margs[*]}"; }
+  has unet && jobs+=("unet$sfx|bench_unet|$ROOT/unet22-f32 --threads $threads --latents $latents --reps $reps$extra")
+  has unet_f16 && [ "$m" = fp32 ] && jobs+=("unet_f16|bench_unet|$ROOT/unet22-f16 --threads $threads --latents $latents --reps $reps")
+  has movq && jobs+=("movq$sfx|bench_movq|$ROOT/movq-published --threads $threads --sizes $msizes --reps $reps$extra")
+  if has prior; then
+    for op in ${pops//,/ }; do jobs+=("$op$sfx|bench_prior|$ROOT/prior22 --threads $threads --reps $reps --ops $op$extra"); done
+  fi
+done
+if [ "$KD_DRY_RUN" = 1 ]; then
+  for j in "${jobs[@]}"; do
+    IFS='|' read -r name prog args <<<"$j"
+    for side in A B; do
+      [ "$side" = A ] && d=$A || d=$B
+      echo "# [dry run] round 1 $side $name: $d/bench/$prog $args > $out/raw/r1.$side.$name.out"
+    done
+  done
+  echo "# [dry run] x $rounds rounds$([ "$abba" = 1 ] && echo ', B first in even rounds')"
+  exit 0
 fi
 
 runs="$out/runs.tsv"   # round side job wall other rc file
@@ -156,6 +189,7 @@ res = {}    # key -> side -> [median_ms ...]
 rss = {}    # job -> side -> max peak_rss_mb
 oth = {}    # job -> side -> max other cores
 order, failed = [], []
+unlabelled = set()  # a mode's run whose label lacks -MODE: that build ignored the flag
 for r, side, job, wall, other, rc, path in rows:
     oth.setdefault(job, {})[side] = max(oth.get(job, {}).get(side, 0.0), float(other))
     if rc != "0":
@@ -173,12 +207,16 @@ for r, side, job, wall, other, rc, path in rows:
         if "median_ms" not in d:
             continue
         op = d["op"]
-        if job.startswith("unet"):
-            key = f"{op} {'f16 ' if job == 'unet_f16' else ''}latent {d['size']}² b{d['batch']}"
-        elif job == "movq":
-            key = f"movq {op} {d['size']}² b{d['batch']}"
+        base, _, mode = job.partition("+")
+        tag = f" [{mode}]" if mode else ""
+        if mode and not str(d.get("impl", "")).endswith("-" + mode):
+            unlabelled.add(f"{job} on side {side} printed impl '{d.get('impl')}'")
+        if base.startswith("unet"):
+            key = f"{op} {'f16 ' if base == 'unet_f16' else ''}latent {d['size']}² b{d['batch']}{tag}"
+        elif base == "movq":
+            key = f"movq {op} {d['size']}² b{d['batch']}{tag}"
         else:
-            key = f"{op} b{d['batch']}"
+            key = f"{op} b{d['batch']}{tag}"
         if key not in res:
             res[key] = {}
             order.append((key, job))
@@ -217,6 +255,9 @@ if any(v > 0.15 for d in oth.values() for v in d.values()):
     print("* = measured while other processes kept > 0.15 cores busy: disturbed, rerun on a quiet machine")
 print("A ms / B ms: median over rounds of each process's median_ms; RSS: ru_maxrss of that benchmark's process, "
       "max over rounds; other A / B: most cores other processes kept busy during that side's runs of it (> 0.15: disturbed)")
+for u in sorted(unlabelled):
+    print(f"WARNING: {u}: that run did not get its mode (a build without the flags ignores them; "
+          "a CPU without BF16 products runs fp32)")
 for f in failed:
     print("FAILED:", f)
 sys.exit(1 if failed else 0)

@@ -1,11 +1,16 @@
 """MultilingualCLIP (XLM-R large + 1024→768) benchmark, PyTorch side, and builder of the full-size
 random-weight model (the published kandinsky-2-1 text_encoder config).
   python bench/bench_mclip.py make DIR
-  python bench/bench_mclip.py run DIR [--threads 2] [--reps 3]
-Prints JSON lines like bench_mclip (C): op "mclip", size 77, median over reps after a warm-up."""
-import argparse, json, resource, statistics, sys, time
+  python bench/bench_mclip.py run DIR [--threads 2] [--reps 3] [--autocast]
+Prints JSON lines like bench_mclip (C): op "mclip", size 77, median over reps after a warm-up (as the
+C side takes it: upper middle for an even count), plus min_ms. --autocast runs the calls under
+torch.autocast("cpu", dtype=torch.bfloat16) (label pytorch-bf16-autocast)."""
+import argparse, json, os, resource, sys, time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_torch import add_run_args, c_median, impl_label, precision  # noqa: E402
 
 
 def make(path):
@@ -33,13 +38,15 @@ def run(a):
     ids[1, 20:] = 1
     mask[1, 20:] = 0
     times = []
-    with torch.inference_mode():
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, autocast bf16 {a.autocast}", file=sys.stderr)
+    with torch.inference_mode(), precision(a.autocast):
         for r in range(a.reps + 1):
             t0 = time.perf_counter()
             m(ids, mask)
             if r:
                 times.append(time.perf_counter() - t0)
-    print(json.dumps({"impl": "pytorch", "op": "mclip", "size": 77, "median_ms": round(statistics.median(times) * 1e3, 1),
+    print(json.dumps({"impl": impl_label(a.autocast), "op": "mclip", "size": 77, "median_ms": round(c_median(times) * 1e3, 1),
+                      "min_ms": round(min(times) * 1e3, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}), flush=True)
 
 
@@ -49,5 +56,6 @@ if __name__ == "__main__":
     ap.add_argument("dir")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
+    add_run_args(ap)
     a = ap.parse_args()
     make(a.dir) if a.cmd == "make" else run(a)

@@ -2,17 +2,24 @@
 
   python bench/bench_movq.py make DIR           # published Kandinsky MoVQ config, random weights
   python bench/bench_movq.py run DIR [--threads N] [--sizes 256,512] [--batch 1] [--reps 3] [--only encode|decode]
+                                     [--autocast]
 
-`run` prints the same JSON lines as bench_movq (C) for diffusers' VQModel on the CPU in float32.
+`run` prints the same JSON lines as bench_movq (C) for diffusers' VQModel on the CPU in float32;
+--autocast runs the calls under torch.autocast("cpu", dtype=torch.bfloat16) (label
+pytorch-bf16-autocast). Median as the C side takes it (upper middle for an even --reps).
 """
 import argparse
 import json
 import resource
-import statistics
-import sys
 import time
 
 import torch
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_torch import add_run_args, c_median, impl_label, precision  # noqa: E402
 
 # movq/config.json of kandinsky-community/kandinsky-2-2-decoder (and 2-1), spec §2.2
 PUBLISHED = dict(
@@ -42,8 +49,8 @@ def run(args):
     torch.set_num_threads(args.threads)
     m = VQModel.from_pretrained(args.dir).eval()
     f = 2 ** (len(m.config.block_out_channels) - 1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}",
-          file=sys.stderr)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}, "
+          f"autocast bf16 {args.autocast}", file=sys.stderr)
     for px in [int(s) for s in args.sizes.split(",")]:
         img = torch.rand(args.batch, 3, px, px) * 2 - 1
         z = torch.randn(args.batch, m.config.latent_channels, px // f, px // f)
@@ -51,7 +58,7 @@ def run(args):
             if args.only and args.only != op:
                 continue
             times = []
-            with torch.inference_mode():
+            with torch.inference_mode(), precision(args.autocast):
                 for r in range(args.reps + 1):
                     t0 = time.perf_counter()
                     if op == "encode":
@@ -60,10 +67,10 @@ def run(args):
                         m.decode(z, force_not_quantize=True)
                     if r:
                         times.append(time.perf_counter() - t0)
-            print(json.dumps({"impl": "pytorch", "op": op, "size": px, "batch": args.batch, "threads": args.threads,
-                              "median_ms": round(statistics.median(times) * 1e3, 1), "min_ms": round(min(times) * 1e3, 1)}),
+            print(json.dumps({"impl": impl_label(args.autocast), "op": op, "size": px, "batch": args.batch, "threads": args.threads,
+                              "median_ms": round(c_median(times) * 1e3, 1), "min_ms": round(min(times) * 1e3, 1)}),
                   flush=True)
-    print(json.dumps({"impl": "pytorch", "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(json.dumps({"impl": impl_label(args.autocast), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 
 
 if __name__ == "__main__":
@@ -75,5 +82,6 @@ if __name__ == "__main__":
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", default="")
+    add_run_args(ap)
     a = ap.parse_args()
     make(a.dir) if a.cmd == "make" else run(a)

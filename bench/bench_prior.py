@@ -5,19 +5,21 @@ pipeline (CLIP ViT-bigG-14 text + vision encoders, PriorTransformer) and a 2.2 d
                                              # ROOT/decoder22 (symlinks to ROOT/unet22-f32, ROOT/movq-published)
   python bench/bench_prior.py params ROOT    # parameter counts from the safetensors headers vs targets.md
   python bench/bench_prior.py run PRIOR_DIR [--threads N] [--ops clip_text,clip_vision,prior_step] [--reps 3]
+                                           [--autocast]
 
 `run` prints the same JSON lines as bench_prior (C): transformers' CLIPTextModelWithProjection on
 batch 2 × 77 tokens, CLIPVisionModelWithProjection on one 224² image, and one diffusers
 PriorTransformer step at batch 2 (the classifier-free-guidance batch), all float32 on the CPU.
 The inputs are the same as the C side's (same token ids, same attention mask, same
 pseudo-random numbers), so the outputs could be compared, although only time is reported.
+--autocast runs the timed calls under torch.autocast("cpu", dtype=torch.bfloat16) (label
+pytorch-bf16-autocast). Median as the C side takes it (upper middle for an even --reps).
 """
 import argparse
 import json
 import os
 import resource
 import shutil
-import statistics
 import struct
 import sys
 import time
@@ -202,13 +204,15 @@ def run(a):
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}",
-          file=sys.stderr)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_torch import c_median, impl_label, precision
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}, "
+          f"autocast bf16 {a.autocast}", file=sys.stderr)
     ops = a.ops.split(",")
 
     def timeit(name, size, batch, fn):
         times = []
-        with torch.inference_mode():
+        with torch.inference_mode(), precision(a.autocast):
             for r in range(a.reps + 1):  # r = 0: warm-up
                 t0 = time.perf_counter()
                 fn()
@@ -216,8 +220,8 @@ def run(a):
                 if r:
                     times.append(dt)
                 print(f"  {name} rep {r - 1}: {dt:.3f} s", file=sys.stderr)
-        print(json.dumps({"impl": "pytorch", "op": name, "size": size, "batch": batch, "threads": a.threads,
-                          "median_ms": round(statistics.median(times) * 1e3, 1), "min_ms": round(min(times) * 1e3, 1),
+        print(json.dumps({"impl": impl_label(a.autocast), "op": name, "size": size, "batch": batch, "threads": a.threads,
+                          "median_ms": round(c_median(times) * 1e3, 1), "min_ms": round(min(times) * 1e3, 1),
                           "load_s": round(load_s, 2),
                           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}),
               flush=True)
@@ -266,5 +270,7 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ops", default="clip_text,clip_vision,prior_step")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--autocast", action="store_true",
+                    help='run under torch.autocast("cpu", dtype=torch.bfloat16), label pytorch-bf16-autocast')
     a = ap.parse_args()
     {"make": lambda: make(a.dir), "params": lambda: params(a.dir), "run": lambda: run(a)}[a.cmd]()

@@ -138,6 +138,30 @@ def bench_one(spec, min_time):
     return op, med * 1e3, min(times) * 1e3, len(times), work / med * 1e-9, unit, other
 
 
+# ---- shared with the bench_{unet,movq,prior,mclip}.py `run` subcommands ---------------------------
+
+def add_run_args(ap):
+    """--autocast: run the timed calls under torch.autocast("cpu", dtype=torch.bfloat16); the label
+    becomes pytorch-bf16-autocast (weights stay float32; autocast casts them per call)."""
+    ap.add_argument("--autocast", action="store_true",
+                    help='run under torch.autocast("cpu", dtype=torch.bfloat16), label pytorch-bf16-autocast')
+
+
+def impl_label(autocast):
+    return "pytorch-bf16-autocast" if autocast else "pytorch"
+
+
+def precision(autocast):
+    """The context the timed calls run in (inside torch.inference_mode)."""
+    import contextlib
+    return torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+
+
+def c_median(times):
+    """The C programs' median: sorted, element n / 2 (the upper middle for an even count)."""
+    return sorted(times)[len(times) // 2]
+
+
 def default_threads():
     env = os.environ.get("KD_THREADS", "")
     if env.isdigit() and int(env) > 0:

@@ -1,16 +1,24 @@
 """U-Net step benchmark, PyTorch side, and builder of the full-size random-weight 2.2 U-Net.
 
   python bench/bench_unet.py make DIR [--dtype f32|f16]   # published 2.2 decoder config, random weights
-  python bench/bench_unet.py run DIR [--threads N] [--latents 32,64] [--batch 2] [--reps 3]
+  python bench/bench_unet.py run DIR [--threads N] [--latents 32,64] [--batch 2] [--reps 3] [--autocast]
+
+`run` prints the same JSON lines as bench_unet (C) for diffusers' UNet2DConditionModel, float32 on the
+CPU; --autocast runs the calls under torch.autocast("cpu", dtype=torch.bfloat16) (label
+pytorch-bf16-autocast). Median as the C side takes it (upper middle for an even --reps).
 """
 import argparse
 import json
 import resource
-import statistics
-import sys
 import time
 
 import torch
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_torch import add_run_args, c_median, impl_label, precision  # noqa: E402
 
 # unet/config.json of kandinsky-community/kandinsky-2-2-decoder (spec §2.1)
 PUBLISHED_22 = dict(
@@ -55,22 +63,22 @@ def run(a):
     from diffusers import UNet2DConditionModel
     torch.set_num_threads(a.threads)
     m = UNet2DConditionModel.from_pretrained(a.dir, torch_dtype=torch.float32).eval()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}",
-          file=sys.stderr)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}, "
+          f"autocast bf16 {a.autocast}", file=sys.stderr)
     for lat in [int(s) for s in a.latents.split(",")]:
         x = torch.randn(a.batch, 4, lat, lat)
         img = torch.randn(a.batch, m.config.encoder_hid_dim)
         t = torch.tensor(500.0)
         times = []
-        with torch.inference_mode():
+        with torch.inference_mode(), precision(a.autocast):
             for r in range(a.reps + 1):
                 t0 = time.perf_counter()
                 m(x, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": img})
                 if r:
                     times.append(time.perf_counter() - t0)
                 print(f"  latent {lat} rep {r - 1}: {time.perf_counter() - t0:.2f} s", file=sys.stderr)
-        print(json.dumps({"impl": "pytorch", "op": "unet_step", "size": lat, "batch": a.batch, "threads": a.threads,
-                          "median_ms": round(statistics.median(times) * 1e3, 1), "min_ms": round(min(times) * 1e3, 1),
+        print(json.dumps({"impl": impl_label(a.autocast), "op": "unet_step", "size": lat, "batch": a.batch, "threads": a.threads,
+                          "median_ms": round(c_median(times) * 1e3, 1), "min_ms": round(min(times) * 1e3, 1),
                           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}),
               flush=True)
 
@@ -84,5 +92,6 @@ if __name__ == "__main__":
     ap.add_argument("--latents", default="32,64")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
+    add_run_args(ap)
     a = ap.parse_args()
     make(a.dir, a.dtype) if a.cmd == "make" else run(a)

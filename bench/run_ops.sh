@@ -2,22 +2,38 @@
 # Runs bench_ops (kandinsky.c) and bench_torch.py (PyTorch CPU) on the same machine, same thread
 # count, same shapes, one after the other, and prints one table joined by shape.
 #
-#   bench/run_ops.sh [--threads N] [--quick] [--min-time S] [--rounds R] [--retries K] [SPEC ...]
+#   bench/run_ops.sh [--threads N] [--quick] [--min-time S] [--rounds R] [--retries K] [--dry-run] [SPEC ...]
+#   --threads N     threads on both sides (default KD_THREADS, else all cores)
+#   --quick         the short shape list, 0.25 s per shape, 1 round (passed to both programs)
+#   --min-time S    seconds of timed calls per shape (default 1; passed to both programs)
+#   --rounds R      rounds (default 2; --quick 1)
+#   --retries K     extra passes for disturbed shapes (default 3)
+#   --dry-run       print the commands of the rounds, run nothing
+#   -h, --help      this text
+#   SPEC ...        shapes (conv:..., gemm:..., gn:..., gn_silu:..., attn:...; see bench/README.md),
+#                   passed to both programs; default bench_ops' built-in list
 #
-# Each round runs both programs (ours, then torch) over all shapes (default 2 rounds; --quick 1).
+# Each round runs both programs over all shapes, ours first in odd rounds and torch first in even
+# ones (default 2 rounds; --quick 1).
 # Both programs measure, per shape, how many cores other processes kept busy during the timed
 # calls; a measurement with more than 0.15 such cores is "disturbed". Per shape and side the
 # lowest undisturbed median is kept. Shapes left without an undisturbed measurement on a side are
 # rerun on that side, up to K more passes (default 3); what is still disturbed then is marked so.
 # Shapes whose undisturbed medians differ by more than 15% are marked "noisy".
 #
-# Environment: KD_REF_PYTHON (default ~/.venvs/kd-ref/bin/python), KD_BUILD_DIR (default
-# <repo>/build), KD_THREADS (default thread count), KD_BENCH_OUT (folder for the raw outputs;
-# default a new temporary folder). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are reported, never changed.
+# Every process is run through bench_env.sh's kd_run, which prints how many cores other processes
+# kept busy during the whole process (the header samples the same before the start).
+#
+# Environment: KD_REF_PYTHON (default ~/.venvs/kd-ref/bin/python), KD_BUILD_DIR (unset: build/,
+# built when bench_ops is missing or older than the sources; set: used as it is, never configured
+# or built), KD_THREADS (default thread count), KD_BENCH_OUT (folder for the raw outputs; default a
+# new temporary folder). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are reported, never changed.
 set -euo pipefail
+# shellcheck source=bench/bench_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${KD_BUILD_DIR:-$root/build}"
+root="$KD_ROOT"
+build="$BUILD"
 py="${KD_REF_PYTHON:-$HOME/.venvs/kd-ref/bin/python}"
 threads="${KD_THREADS:-}"
 rounds=""
@@ -25,50 +41,48 @@ retries=3
 pass=()
 while [ $# -gt 0 ]; do
     case "$1" in
-    --threads) threads="$2"; shift 2 ;;
+    --threads) kd_need_count "$@"; threads="$2"; shift 2 ;;
     --quick) pass+=(--quick); [ -n "$rounds" ] || rounds=1; shift ;;
-    --rounds) rounds="$2"; shift 2 ;;
-    --retries) retries="$2"; shift 2 ;;
-    --min-time) pass+=(--min-time "$2"); shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-    -*) echo "run_ops.sh: unknown option $1" >&2; exit 2 ;;
-    *) pass+=("$1"); shift ;;
+    --rounds) kd_need_count "$@"; rounds="$2"; shift 2 ;;
+    --retries) kd_need_value "$@"; [[ "$2" =~ ^[0-9]+$ ]] || kd_die "--retries needs a number, got '$2'"; retries="$2"; shift 2 ;;
+    --min-time) kd_need_value "$@"; [[ "$2" =~ ^[0-9]*\.?[0-9]+$ ]] || kd_die "--min-time needs seconds, got '$2'"
+                pass+=(--min-time "$2"); shift 2 ;;
+    --dry-run) KD_DRY_RUN=1; shift ;;
+    -h|--help) kd_usage; exit 0 ;;
+    -*) kd_die "unknown option $1" ;;
+    *:*) pass+=("$1"); shift ;;
+    *) kd_die "not an option or a shape spec (op:dims): $1" ;;
     esac
 done
 if [ -z "$threads" ]; then threads="$(nproc)"; fi
 if [ -z "$rounds" ]; then rounds=2; fi
 limit=0.15 # cores used by other processes above which a measurement counts as disturbed
 
-# Build (cheap when up to date). Only our target: other targets may be mid-work.
-if [ ! -f "$build/CMakeCache.txt" ]; then
-    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$build" --target bench_ops -j"$(nproc)" >/dev/null
+# Build (only the default build/, only our target: other targets may be mid-work).
+kd_build bench_ops
 bench="$build/bench/bench_ops"
 
-out="${KD_BENCH_OUT:-$(mktemp -d /tmp/kd-bench.XXXXXX)}"
-mkdir -p "$out"
+if [ "$KD_DRY_RUN" = 1 ]; then
+    out="${KD_BENCH_OUT:-/tmp/kd-bench.XXXXXX}"
+else
+    out="${KD_BENCH_OUT:-$(mktemp -d /tmp/kd-bench.XXXXXX)}"
+    mkdir -p "$out"
+fi
 
 # The spec list comes from bench_ops, so both sides always measure the same shapes.
-mapfile -t specs < <("$bench" --list "${pass[@]}")
+if [ -x "$bench" ]; then
+    mapfile -t specs < <("$bench" --list "${pass[@]}")
+else
+    specs=("<bench_ops --list>")
+fi
 opts=()
 for a in "${pass[@]}"; do case "$a" in *:*) ;; *) opts+=("$a") ;; esac; done
 # --min-time's value has no colon either, so opts keeps it next to its flag.
 
 echo "== kandinsky.c vs PyTorch CPU, op benchmark =="
-echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "cpu:       $(lscpu | grep 'Model name' | sed 's/^Model name: *//')"
-echo "threads:   $threads (both sides)"
-if commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null)"; then
-    git -C "$root" diff --quiet HEAD -- src include || commit="$commit + uncommitted changes in src/ or include/"
-else
-    commit="(not a git checkout: $root)"
-fi
-echo "commit:    $commit"
-echo "KD_CONV_ALGO=${KD_CONV_ALGO-(unset)}"
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-(unset)} (as found; not changed)"
-echo "rounds:    $rounds (+ up to $retries retry passes for disturbed shapes)"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+kd_header "$threads" "$root"
+echo "# KD_CONV_ALGO=${KD_CONV_ALGO-(unset)}"
+echo "# rounds $rounds (ours first in odd rounds, torch first in even ones) + up to $retries retry passes for disturbed shapes; ${#specs[@]} shapes"
 
 have_torch=1
 if ! { [ -x "$py" ] || command -v "$py" >/dev/null 2>&1; }; then
@@ -79,11 +93,21 @@ fi
 files=()
 run_side() { # side tag spec...
     local side="$1" tag="$2"; shift 2
-    local f="$out/$side.$tag.tsv"
+    local f="$out/$side.$tag.tsv" cmd rc=0
     if [ "$side" = ours ]; then
-        "$bench" --threads "$threads" "${opts[@]}" "$@" >"$f"
+        cmd=("$bench" --threads "$threads" "${opts[@]}" "$@")
     else
-        "$py" "$root/bench/bench_torch.py" --threads "$threads" "${opts[@]}" "$@" >"$f"
+        cmd=("$py" "$root/bench/bench_torch.py" --threads "$threads" "${opts[@]}" "$@")
+    fi
+    if [ "$KD_DRY_RUN" = 1 ]; then
+        echo "# [dry run] $side $tag: $(kd_quote "${cmd[@]}") > $(kd_quote "$f")"
+        return 0
+    fi
+    kd_run "$side $tag" "$f.err" "${cmd[@]}" >"$f" || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "run_ops.sh: $side $tag failed (exit $rc); last lines of $f.err:" >&2
+        tail -n 5 "$f.err" >&2
+        exit 1
     fi
     files+=("$f")
     awk -F'\t' -v side="$side" -v tag="$tag" -v lim="$limit" '
@@ -101,9 +125,15 @@ missing() { # side
 }
 
 for r in $(seq 1 "$rounds"); do
-    run_side ours "r$r" "${specs[@]}"
-    if [ "$have_torch" = 1 ]; then run_side torch "r$r" "${specs[@]}"; fi
+    if [ $((r % 2)) = 1 ] || [ "$have_torch" = 0 ]; then
+        run_side ours "r$r" "${specs[@]}"
+        if [ "$have_torch" = 1 ]; then run_side torch "r$r" "${specs[@]}"; fi
+    else
+        run_side torch "r$r" "${specs[@]}"
+        run_side ours "r$r" "${specs[@]}"
+    fi
 done
+[ "$KD_DRY_RUN" = 0 ] || exit 0
 for k in $(seq 1 "$retries"); do
     left=0
     for side in ours torch; do

@@ -1,30 +1,90 @@
 #!/usr/bin/env bash
-# One U-Net step (batch 2): kandinsky.c vs diffusers UNet2DConditionModel on PyTorch CPU, same
-# machine, same threads, one invocation. Builds the full-size 2.2 model with random weights once
-# (5 GB F32 + 2.5 GB F16 under $KD_BENCH_DIR, default ~/.cache/kandinsky-bench).
-#   bench/run_unet.sh [--threads N] [--latents 32,64] [--reps 3]
+# One U-Net step (batch 2): kandinsky.c (bench_unet) vs diffusers UNet2DConditionModel on PyTorch CPU
+# (bench_unet.py), same machine, same threads, interleaved: each round runs every variant once, one
+# process each (ours per mode, then PyTorch; the order is reversed every other round), and
+# bench/compare.py reports per label the min and the median over all rounds and the ratios to
+# PyTorch. Builds the full-size 2.2 model with random weights once (5 GB F32 unet22-f32/, and
+# 2.5 GB F16 unet22-f16/ when mode f16 is asked for).
+#
+#   bench/run_unet.sh [options]
+#   --threads N        threads on both sides (default: all cores, nproc)
+#   --latents LIST     latent sizes (default 32,64; 64 = a 512² image)
+#   --batch N          batch (default 2, the classifier-free guidance batch)
+#   --reps N           timed calls per process after one warm-up (default 2)
+#   --rounds R         rounds (default 3)
+#   --modes LIST       our variants, comma-separated (default fp32): fp32 (the F32 checkpoint as
+#                      built), bf16 (--precision bf16, label kandinsky.c-bf16), q8 (--weights q8,
+#                      kandinsky.c-q8), bf16-q8 (both, kandinsky.c-bf16-q8), f16 (the F16
+#                      checkpoint unet22-f16, kept F16 in memory, label kandinsky.c-f16); a run
+#                      that did not get the mode (no BF16 products on this CPU, or a build without
+#                      the flags) is labelled <its label>[asked-MODE] and warned about
+#   --torch-autocast   also run PyTorch under torch.autocast("cpu", dtype=torch.bfloat16)
+#                      (label pytorch-bf16-autocast)
+#   --dry-run          print the commands that would run, run nothing
+#   -h, --help         this text
+# PyTorch always loads the F32 checkpoint as float32. Environment: KD_REF_PYTHON (default
+# ~/.venvs/kd-ref/bin/python), KD_BENCH_DIR (models, default ~/.cache/kandinsky-bench),
+# KD_BUILD_DIR (unset: build/, built when the binary is missing or older than the sources; set: used
+# as it is, never configured or built), KD_BENCH_OUT (raw outputs, default a new
+# /tmp/kd-bench.XXXXXX). OPENBLAS_* are reported, never changed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=bench/bench_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
 PY=${KD_REF_PYTHON:-$HOME/.venvs/kd-ref/bin/python}
 ROOT=${KD_BENCH_DIR:-$HOME/.cache/kandinsky-bench}
-threads=$(nproc)
-args=()
+threads=$(nproc) latents=32,64 batch=2 reps=2 rounds=3 modes=fp32 autocast=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --threads) threads=$2; shift 2 ;;
-    *) args+=("$1" "$2"); shift 2 ;;
+    --threads | --batch | --reps | --rounds) kd_need_count "$@"; declare "${1#--}=$2"; shift 2 ;;
+    --latents) kd_need_value "$@"; [[ "$2" =~ ^[0-9]+(,[0-9]+)*$ ]] || kd_die "--latents: a list like 32,64, got '$2'"
+               latents=$2; shift 2 ;;
+    --modes) kd_need_value "$@"; kd_check_list --modes "$2" fp32 bf16 q8 bf16-q8 f16; modes=$2; shift 2 ;;
+    --torch-autocast) autocast=1; shift ;;
+    --dry-run) KD_DRY_RUN=1; shift ;;
+    -h | --help) kd_usage; exit 0 ;;
+    *) kd_die "unknown option $1" ;;
   esac
 done
-[ -f "$ROOT/unet22-f32/config.json" ] || "$PY" bench/bench_unet.py make "$ROOT/unet22-f32"
-[ -f "$ROOT/unet22-f16/config.json" ] || "$PY" bench/bench_unet.py make "$ROOT/unet22-f16" --dtype f16
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target bench_unet >/dev/null
-echo "# $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads $threads, commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)"
-echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}"
-out=$(mktemp)
-./build/bench/bench_unet "$ROOT/unet22-f32" --threads "$threads" "${args[@]}" | tee -a "$out"
-"$PY" bench/bench_unet.py run "$ROOT/unet22-f32" --threads "$threads" "${args[@]}" | tee -a "$out"
-"$PY" bench/compare.py "$out"
-echo "# F16 weights kept as F16 in memory (converted per layer as they are used):"
-./build/bench/bench_unet "$ROOT/unet22-f16" --threads "$threads" "${args[@]}" | sed 's/"kandinsky.c"/"kandinsky.c-f16"/'
-rm -f "$out"
+cd "$KD_ROOT"
+make_model() { # dir make-args...
+  local d=$1; shift
+  [ ! -f "$d/config.json" ] || return 0
+  if [ "$KD_DRY_RUN" = 1 ]; then echo "# [dry run] would make $d: $PY bench/bench_unet.py make $d $*"
+  else "$PY" bench/bench_unet.py make "$d" "$@"; fi
+}
+make_model "$ROOT/unet22-f32"
+[[ ",$modes," != *,f16,* ]] || make_model "$ROOT/unet22-f16" --dtype f16
+kd_build bench_unet
+kd_header "$threads" "$KD_ROOT"
+out=${KD_BENCH_OUT:-}
+if [ "$KD_DRY_RUN" = 1 ]; then out=${out:-/tmp/kd-bench.XXXXXX}; else out=${out:-$(mktemp -d /tmp/kd-bench.XXXXXX)}; mkdir -p "$out"; fi
+export KD_RUNS="$out/runs.tsv"
+[ "$KD_DRY_RUN" = 1 ] || : >"$KD_RUNS"
+echo "# unet latents $latents, batch $batch; $rounds rounds x $reps reps per process; ours: $modes; torch: fp32$([ "$autocast" = 1 ] && echo ', bf16 autocast')"
+args=(--threads "$threads" --latents "$latents" --batch "$batch" --reps "$reps")
+
+steps=()
+for m in ${modes//,/ }; do steps+=("ours:$m"); done
+steps+=(torch:fp32)
+[ "$autocast" = 0 ] || steps+=(torch:autocast)
+run_step() { # round step
+  local r=$1 s=$2
+  case "$s" in
+    ours:f16)
+      KD_STEP_MODE=f16 KD_STEP_QUIET=1 kd_step "r$r kandinsky.c f16 weights" "$out/r$r.ours-f16.jsonl" "$BUILD/bench/bench_unet" "$ROOT/unet22-f16" "${args[@]}" ;;
+    ours:*)
+      local m=${s#ours:}
+      kd_mode_args "$m"
+      KD_STEP_MODE=$m kd_step "r$r kandinsky.c $m" "$out/r$r.ours-$m.jsonl" "$BUILD/bench/bench_unet" "$ROOT/unet22-f32" "${args[@]}" "${kd_margs[@]}" ;;
+    torch:fp32)
+      kd_step "r$r pytorch" "$out/r$r.torch.jsonl" "$PY" bench/bench_unet.py run "$ROOT/unet22-f32" "${args[@]}" ;;
+    torch:autocast)
+      kd_step "r$r pytorch-bf16-autocast" "$out/r$r.torch-autocast.jsonl" "$PY" bench/bench_unet.py run "$ROOT/unet22-f32" "${args[@]}" --autocast ;;
+  esac
+}
+kd_rounds "$rounds" "${steps[@]}"
+[ "$KD_DRY_RUN" = 0 ] || exit 0
+"$PY" bench/compare.py --runs "$KD_RUNS" "$out"/r*.jsonl || true
+echo "# peak RSS of bench_unet / bench_unet.py: the process's after the latent size of that line (and all before it)"
+echo "# raw outputs and logs: $out"
+kd_failed
