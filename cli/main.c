@@ -624,6 +624,48 @@ static int cmd_inspect(int argc, char **argv) {
     return rc;
 }
 
+static void on_convert(void *user, const char *line) {
+    (void)user;
+    printf("%s\n", line);
+}
+
+static int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    compute_opts c = {0, KD_PRECISION_FP32, KD_WEIGHTS_AS_STORED};
+    int have_weights = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: kandinsky convert --weights q8 IN_DIR OUT_DIR\n"
+                   "  a copy of the model folder IN_DIR (a Hub repo folder or one component) whose Linear\n"
+                   "  and conv weights are stored as q8_0 (docs/QUANTIZATION.md): it loads with no\n"
+                   "  conversion cost, in about 1/4 of the fp32 size. Other files are copied.\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
+            if (parse_compute_opt(argv[i], argv[i + 1], &c)) return EXIT_USAGE;
+            have_weights = 1;
+            i++;
+        } else if ((!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) && i + 1 < argc) {
+            if (parse_int(argv[i], argv[i + 1], 1, 1024, &c.threads)) return EXIT_USAGE;
+            i++;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "kandinsky convert: unknown option '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        } else if (!in) in = argv[i];
+        else if (!out) out = argv[i];
+        else return fprintf(stderr, "kandinsky convert: too many arguments\n"), EXIT_USAGE;
+    }
+    if (!in || !out || !have_weights || c.weights != KD_WEIGHTS_Q8) {
+        fprintf(stderr, "usage: kandinsky convert --weights q8 IN_DIR OUT_DIR\n");
+        return EXIT_USAGE;
+    }
+    kd_ctx *ctx = make_ctx_with(&c);
+    if (!ctx) return EXIT_FAIL;
+    int rc = kd_convert_weights(ctx, in, out, c.weights, on_convert, NULL) == KD_OK ? 0 : fail(ctx, "convert");
+    kd_ctx_free(ctx);
+    return rc;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: kandinsky <command> [options]\n"
@@ -635,6 +677,7 @@ static void usage(FILE *f) {
             "  decode --model DIR LATENTS.safetensors OUT.png\n"
             "                           MoVQ decode of latents ([1, C, h, w] tensor 'latents')\n"
             "  serve [options]          HTTP server: POST /generate with JSON → PNG (see kandinsky serve --help)\n"
+            "  convert --weights q8 IN OUT  copy of a model folder with 8-bit (q8_0) Linear/conv weights\n"
             "  inspect PATH             tensors (name, dtype, shape) of a .safetensors file, a sharded\n"
             "                           *.safetensors.index.json, or a model folder, and its config.json\n"
             "  --version                print the version\n"
@@ -660,6 +703,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "autoencode")) return cmd_autoencode(argc - 2, argv + 2);
     if (!strcmp(cmd, "decode")) return cmd_decode(argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "serve")) return kd_cli_serve(argc - 2, argv + 2);
     fprintf(stderr, "kandinsky: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -75,6 +75,15 @@ kd_precision kd_ctx_precision(const kd_ctx *ctx);
 /* 1 if this CPU computes BF16 products natively (AVX512_BF16) */
 int kd_cpu_has_bf16(void);
 
+/* A copy of the model folder in_dir (a repo folder with model_index.json, or one component) in
+ * out_dir (created if needed; not in_dir nor inside it) whose Linear and conv weights are stored
+ * as mode (only KD_WEIGHTS_Q8): the converted folder loads with no quantisation cost and in a
+ * quarter of the F32 memory. Non-weight files are copied. report (may be NULL) gets one line per
+ * converted component. */
+typedef void (*kd_convert_report)(void *user, const char *line);
+kd_status kd_convert_weights(kd_ctx *ctx, const char *in_dir, const char *out_dir, kd_weight_mode mode,
+                             kd_convert_report report, void *user);
+
 /* Number of threads the context's CPU kernels use. */
 int kd_ctx_threads(const kd_ctx *ctx);
 

@@ -155,6 +155,16 @@ elif grep -a -q "precision: bf16" "$TMP/lpbf.png"; then
   pixels "bf16 image differs from fp32" psnr "$TMP/lp32.png" "$TMP/lpbf.png" 0
   if "$IMGCMP" same "$TMP/lp32.png" "$TMP/lpbf.png" 0 >/dev/null 2>&1; then failed=$((failed + 1)); echo "FAIL bf16 gave the fp32 image bit for bit"; else passed=$((passed + 1)); echo "  ok bf16 computes differently from fp32"; fi
 fi
+# kandinsky convert --weights q8: the converted folders give exactly the image of --weights q8
+check "convert --help" 0 "q8_0" "$BIN" convert --help
+check "convert needs --weights q8" 2 "usage: kandinsky convert" "$BIN" convert "$P" "$TMP/q8p"
+check "convert into its own input" 1 "inside" "$BIN" convert --weights q8 "$D" "$D/q8"
+check "convert a missing folder" 1 "is not a folder" "$BIN" convert --weights q8 "$TMP/nope" "$TMP/q8x"
+check "convert the prior" 0 "tensors quantised" "$BIN" convert --weights q8 "$P" "$TMP/q8p"
+check "convert the decoder" 0 "unet/diffusion_pytorch_model.safetensors: " "$BIN" convert --weights q8 "$D" "$TMP/q8d"
+check "generate from the converted folders" 0 "lpconv.png" "$BIN" generate --prior "$TMP/q8p" --decoder "$TMP/q8d" -q -p "a red cat" -W 64 -H 64 --steps 6 --prior-steps 3 -s 42 -o "$TMP/lpconv.png"
+pixels "converted folders = --weights q8, bit for bit" same "$TMP/lpq8.png" "$TMP/lpconv.png" 0
+check "inspect shows int8 weights" 0 "_scale" "$BIN" inspect "$TMP/q8d/unet/diffusion_pytorch_model.safetensors"
 check "bad mix spec" 2 "--mix expects" "${gen[@]}" --mix "text:no weight"
 check "bad mix kind" 2 "kind must be" "${gen[@]}" --mix "video:x.mp4:1"
 check "missing decoder scheduler" 1 "nope/scheduler_config.json" "${gen[@]}" -p x -W 32 -H 32 --steps 2 --prior-steps 2 --decoder-scheduler nope

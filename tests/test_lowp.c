@@ -20,6 +20,8 @@
 #include "backend/cpu/cpu.h"
 #include "backend/ops.h"
 #include "io/safetensors.h"
+#include "io/weights.h"
+#include "nn/layers.h"
 #include "kandinsky.h"
 #include "testutil.h"
 
@@ -180,6 +182,52 @@ static void test_q8_quantize(void) {
     x[100] = 2e7f;
     TEST_CHECK(!kd_q8_quantize(q, s, x, KD_F32, n), "q8_0: a scale beyond F16 is refused");
     free(x), free(y), free(q), free(s);
+}
+
+/* Converted files (I8 + "<name>_scale"): what binds, and every malformed pairing refused by name. */
+static void test_q8_files(void) {
+    const char *dir = kt_tmp_dir("lowp_q8");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/w.safetensors", dir);
+    int8_t q[64 * 64];
+    uint16_t sc[64 * 2], sc_bad[64];
+    float f[64 * 64];
+    for (int i = 0; i < 64 * 64; i++) f[i] = kt_rand_uniform(&g_rng);
+    kd_q8_quantize(q, sc, f, KD_F32, 64 * 64);
+    memset(sc_bad, 0, sizeof sc_bad);
+    const char *names[] = {"good.weight", "good.weight_scale", "noscale.weight", "badscale.weight", "badscale.weight_scale",
+                           "odd.weight",  "odd.weight_scale"};
+    kd_tensor ts[] = {{KD_I8, 2, {64, 64}, q, NULL},    {KD_F16, 2, {64, 2}, sc, NULL},
+                      {KD_I8, 2, {64, 64}, q, NULL},    {KD_I8, 2, {64, 64}, q, NULL},
+                      {KD_F16, 2, {64, 1}, sc_bad, NULL}, {KD_I8, 2, {128, 24}, q, NULL},
+                      {KD_F16, 2, {128, 1}, sc_bad, NULL}};
+    kd_err e;
+    kd_weights *w = NULL;
+    if (kd_st_write(path, names, ts, 7, NULL, 0, &e) != KD_OK || kd_weights_open(path, &w, &e) != KD_OK) {
+        TEST_CHECK(0, "write/open %s: %s", path, e.msg);
+        return;
+    }
+    kd_linear_layer l;
+    TEST_CHECK(kd_linear_layer_load(w, "good", 64, 64, 0, &l, &e) == KD_OK && l.weight.dtype == KD_Q8_0 &&
+                   l.weight.scale && memcmp(l.weight.scale, sc, sizeof sc) == 0,
+               "an I8 weight with its scales binds as Q8_0: %s", e.msg);
+    TEST_CHECK(kd_linear_layer_load(w, "noscale", 64, 64, 0, &l, &e) == KD_ERR_NOT_FOUND &&
+                   strstr(e.msg, "'noscale.weight' has no scales ('noscale.weight_scale')"),
+               "no scales: %s", e.msg);
+    TEST_CHECK(kd_linear_layer_load(w, "badscale", 64, 64, 0, &l, &e) == KD_ERR_SHAPE &&
+                   strstr(e.msg, "'badscale.weight_scale' must be an aligned F16 tensor of shape [64, 2]"),
+               "scales of the wrong shape: %s", e.msg);
+    TEST_CHECK(kd_linear_layer_load(w, "odd", 24, 128, 0, &l, &e) == KD_ERR_SHAPE && strstr(e.msg, "multiple of 32"),
+               "rows of 24 values: %s", e.msg);
+    float *fp = NULL;
+    int64_t shp[2] = {64, 64};
+    TEST_CHECK(kd_weights_f32(w, "good.weight", 2, shp, &fp, &e) == KD_ERR_SHAPE && strstr(e.msg, "int8"),
+               "an int8 tensor where floats are needed: %s", e.msg);
+    kd_tensor t;
+    kd_bind b = {.name = "good.weight", .dst = &t, .ndim = 2, .shape = {64, 64}};
+    TEST_CHECK(kd_weights_bind(w, NULL, &b, 1, &e) == KD_ERR_SHAPE && strstr(e.msg, "only Linear and conv weights"),
+               "an int8 embedding: %s", e.msg);
+    kd_weights_close(w);
 }
 
 /* ---- 3. ops through the backend ---- */
@@ -359,6 +407,7 @@ int main(void) {
     else
         kt_skip("F32 AVX-512 kernel with Q8_0 weights (AVX-512 kernels not in use; the BLAS fallback runs below)");
     test_q8_quantize();
+    test_q8_files();
 
     kd_backend be;
     kd_err e;

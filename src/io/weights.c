@@ -545,3 +545,10 @@ kd_status kd_weights_quantize_q8(kd_weights *w, const char *name, kd_tensor *dst
     dst->scale = en->q8_scale;
     return KD_OK;
 }
+
+int kd_weights_q8_at(const kd_weights *w, size_t i, const int8_t **q, const uint16_t **scale) {
+    if (!w || i >= w->n || !w->ents[i].q8) return 0;
+    *q = w->ents[i].q8;
+    *scale = w->ents[i].q8_scale;
+    return 1;
+}

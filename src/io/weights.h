@@ -89,6 +89,8 @@ kd_status kd_weights_bind(kd_weights *w, const char *prefix, kd_bind *list, size
 void kd_weights_set_q8(kd_weights *w, int on);
 int kd_weights_wants_q8(const kd_weights *w);
 kd_status kd_weights_quantize_q8(kd_weights *w, const char *name, kd_tensor *dst, kd_err *e);
+/* The q8_0 copy kd_weights_quantize_q8 made of the i-th tensor (1, *q and *scale set), or 0. */
+int kd_weights_q8_at(const kd_weights *w, size_t i, const int8_t **q, const uint16_t **scale);
 
 /* An f32 copy of a floating-point tensor (any of F32/F16/BF16, any alignment), made once and
  * owned by w (freed by kd_weights_close). If ndim >= 0 the shape is checked as in bind (shape may
