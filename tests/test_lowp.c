@@ -313,6 +313,20 @@ static void test_ops(kd_backend *be, int have_bf16) {
         check_precisions(algos[a].name, y, have_bf16 ? yb : NULL, yq, ny, algos[a].bb, algos[a].qb);
         free(y), free(yb), free(yq);
     }
+    /* odd channel count over two BF16 K slices (a half pair, a partial panel), F(2×2) */
+    if (have_bf16) {
+        int64_t C2 = 517, O2 = 30, H2 = 12;
+        float *x2 = rnd(C2 * H2 * H2), *w2 = rnd(O2 * C2 * 9), *y1 = malloc((size_t)(O2 * H2 * H2) * 4);
+        float *y2 = malloc((size_t)(O2 * H2 * H2) * 4);
+        kd_tensor wt2 = {KD_F32, 4, {O2, C2, 3, 3}, w2, NULL};
+        cpu->conv_algo = KD_CONV_WINO23;
+        TEST_CHECK(kd_conv2d(be, y1, x2, 1, C2, H2, H2, &wt2, NULL, &p, &e) == KD_OK, "conv 517 ch f32");
+        be->ops->set_bf16(be, 1);
+        TEST_CHECK(kd_conv2d(be, y2, x2, 1, C2, H2, H2, &wt2, NULL, &p, &e) == KD_OK, "conv 517 ch bf16");
+        be->ops->set_bf16(be, 0);
+        check_precisions("conv3x3 F(2x2) 517 -> 30 channels", y1, y2, NULL, (size_t)(O2 * H2 * H2), 6e-3, 0);
+        free(x2), free(w2), free(y1), free(y2);
+    }
     cpu->conv_algo = saved;
     free(x), free(wv), free(b), free(wq.data), free((void *)wq.scale);
     /* attention: 2 × 8 heads × 64 dims, 300 queries, 77 keys + a 2-key "pre" segment, with mask */
