@@ -190,7 +190,7 @@ static void test_q8_files(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/w.safetensors", dir);
     int8_t q[64 * 64];
-    uint16_t sc[64 * 2], sc_bad[64];
+    uint16_t sc[64 * 2], sc_bad[128];
     float f[64 * 64];
     for (int i = 0; i < 64 * 64; i++) f[i] = kt_rand_uniform(&g_rng);
     kd_q8_quantize(q, sc, f, KD_F32, 64 * 64);
