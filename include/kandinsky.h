@@ -241,6 +241,19 @@ int kd_mclip_embed_dim(const kd_mclip *m);   /* 768 */
 kd_status kd_mclip_forward(kd_ctx *ctx, kd_mclip *m, const int32_t *ids, const int32_t *mask, int batch,
                            int seq_len, float *text_embeds, float *last_hidden);
 
+/* ---- mT5 encoder (Kandinsky 2.0's second text encoder: transformers' MT5EncoderModel) --------
+ * path: a folder with config.json and the weights (pytorch_model.bin as published, or
+ * safetensors). */
+typedef struct kd_mt5 kd_mt5;
+
+kd_status kd_mt5_load(kd_ctx *ctx, const char *path, kd_mt5 **out);
+void kd_mt5_free(kd_mt5 *m);
+int kd_mt5_hidden_size(const kd_mt5 *m); /* d_model: 512 for mt5-small */
+/* ids, mask [batch, seq_len] (T5 tokenizer output, 1 = real token; every sequence needs one) →
+ * last_hidden_state[batch, seq_len, d_model] (padded positions included, as transformers gives them). */
+kd_status kd_mt5_forward(kd_ctx *ctx, kd_mt5 *m, const int32_t *ids, const int32_t *mask, int batch, int seq_len,
+                         float *last_hidden);
+
 /* ---- Kandinsky 2.2 text-to-image ------------------------------------------------------------
  * A pipeline = a prior folder (kandinsky-2-2-prior layout: tokenizer/, text_encoder/,
  * image_encoder/, prior/, scheduler/) + a decoder folder (kandinsky-2-2-decoder layout: unet/,

@@ -211,3 +211,37 @@ int kt_json_string(const char *s, size_t n, char **out, size_t *out_len) {
     *out_len = k;
     return 1;
 }
+
+int kt_read_json_lines(const char *path, kt_lines *L) {
+    size_t n;
+    char *text = kt_read_file(path, &n);
+    memset(L, 0, sizeof *L);
+    if (!text) return 0;
+    int cap = 0, ok = 1;
+    for (char *p = text; p < text + n;) {
+        char *nl = memchr(p, '\n', (size_t)(text + n - p));
+        size_t ll = nl ? (size_t)(nl - p) : (size_t)(text + n - p);
+        if (L->n == cap) {
+            cap = cap ? cap * 2 : 256;
+            L->s = realloc(L->s, (size_t)cap * sizeof *L->s);
+            L->len = realloc(L->len, (size_t)cap * sizeof *L->len);
+        }
+        if (!kt_json_string(p, ll, &L->s[L->n], &L->len[L->n])) {
+            fprintf(stderr, "%s: line %d is not a JSON string\n", path, L->n + 1);
+            ok = 0;
+            break;
+        }
+        L->n++;
+        p = nl ? nl + 1 : text + n;
+    }
+    free(text);
+    if (!ok) kt_free_lines(L);
+    return ok;
+}
+
+void kt_free_lines(kt_lines *L) {
+    for (int i = 0; i < L->n; i++) free(L->s[i]);
+    free(L->s);
+    free(L->len);
+    memset(L, 0, sizeof *L);
+}

@@ -64,5 +64,13 @@ size_t kt_put_utf8(uint32_t c, char *o);
 /* One JSON string literal (as json.dumps(ensure_ascii=True) writes it, quotes included) → a malloc'd
  * UTF-8 buffer that keeps \u0000 (cJSON would cut there). Returns 0 on a malformed literal. */
 int kt_json_string(const char *s, size_t n, char **out, size_t *out_len);
+/* A file of JSON string literals, one per line → L (0 on a read or parse failure, L empty). */
+typedef struct kt_lines {
+    int n;
+    char **s;
+    size_t *len;
+} kt_lines;
+int kt_read_json_lines(const char *path, kt_lines *L);
+void kt_free_lines(kt_lines *L);
 
 #endif

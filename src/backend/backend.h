@@ -62,7 +62,7 @@ typedef struct kd_attn_params {
     const float *k_pre, *v_pre;
     int64_t pre_stride;
     const float *mask;
-    int64_t mask_bstride, mask_qstride;
+    int64_t mask_bstride, mask_qstride, mask_hstride; /* mask row of (b, h, i): mask + b·bstride + h·hstride + i·qstride */
     int causal;
     float scale;
 } kd_attn_params;
@@ -106,6 +106,8 @@ struct kd_backend_ops {
                             float eps, const float *gamma, const float *beta, int silu, kd_err *e);
     kd_status (*layer_norm)(kd_backend *be, float *y, const float *x, int64_t rows, int64_t dim, float eps,
                             const float *gamma, const float *beta, kd_err *e);
+    kd_status (*rms_norm)(kd_backend *be, float *y, const float *x, int64_t rows, int64_t dim, float eps,
+                          const float *gamma, kd_err *e);
     kd_status (*softmax)(kd_backend *be, float *x, int64_t rows, int64_t n, kd_err *e);
     kd_status (*attention)(kd_backend *be, float *out, const kd_attn_params *p, kd_err *e);
 
@@ -145,7 +147,7 @@ struct kd_backend_ops {
                                     int flip_sin_to_cos, float downscale_freq_shift, float max_period, kd_err *e);
 };
 
-enum kd_unary_op { KD_UNARY_SILU, KD_UNARY_GELU, KD_UNARY_QUICK_GELU };
+enum kd_unary_op { KD_UNARY_SILU, KD_UNARY_GELU, KD_UNARY_QUICK_GELU, KD_UNARY_GELU_TANH };
 enum kd_binary_op { KD_BINARY_ADD, KD_BINARY_MUL };
 
 /* The CPU backend (backend/cpu): n_threads as in kd_ctx_params (0 = auto). BLAS is pinned to one

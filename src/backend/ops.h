@@ -94,6 +94,12 @@ KD_OP kd_layer_norm(kd_backend *be, float *y, const float *x, int64_t rows, int6
                     const float *beta, kd_err *e) {
     return be->ops->layer_norm(be, y, x, rows, dim, eps, gamma, beta, e);
 }
+/* y[R,D] = x · rsqrt(mean(x², -1) + eps) · gamma (T5LayerNorm: no mean subtraction, no bias).
+ * y may equal x. */
+KD_OP kd_rms_norm(kd_backend *be, float *y, const float *x, int64_t rows, int64_t dim, float eps, const float *gamma,
+                  kd_err *e) {
+    return be->ops->rms_norm(be, y, x, rows, dim, eps, gamma, e);
+}
 /* x[R,N] = softmax(x, dim=-1), in place; rows that are all -inf give zeros. */
 KD_OP kd_softmax(kd_backend *be, float *x, int64_t rows, int64_t n, kd_err *e) {
     return be->ops->softmax(be, x, rows, n, e);
@@ -115,6 +121,10 @@ KD_OP kd_gelu(kd_backend *be, float *y, const float *x, int64_t n, kd_err *e) {
 /* x·σ(1.702x) */
 KD_OP kd_quick_gelu(kd_backend *be, float *y, const float *x, int64_t n, kd_err *e) {
     return be->ops->unary(be, KD_UNARY_QUICK_GELU, y, x, n, e);
+}
+/* GELU, tanh approximation ("gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
+KD_OP kd_gelu_tanh(kd_backend *be, float *y, const float *x, int64_t n, kd_err *e) {
+    return be->ops->unary(be, KD_UNARY_GELU_TANH, y, x, n, e);
 }
 KD_OP kd_add(kd_backend *be, float *y, const float *a, const float *b, int64_t n, kd_err *e) {
     return be->ops->binary(be, KD_BINARY_ADD, y, a, b, n, e);

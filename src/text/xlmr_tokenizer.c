@@ -1977,8 +1977,54 @@ static kd_status parse_model_proto(const uint8_t *data, size_t n, model_proto *m
     return KD_OK;
 }
 
+/* T5's layout: pieces 0, 1, 2 are <pad>, </s> (control) and <unk> (unknown, unk_id 2). */
+static int t5_layout(const model_proto *m) {
+    return m->unk_id == 2 && m->pieces[0].type == PT_CONTROL && m->pieces[1].type == PT_CONTROL &&
+           m->pieces[2].type == PT_UNKNOWN;
+}
+
+static kd_status load_model_impl(const void *data, size_t n, unsigned flags, int extra_ids, const char *origin,
+                                 kd_xlmr_tokenizer **out, kd_err *e);
+
 kd_status kd_xlmr_tokenizer_load_model_mem(const void *data, size_t n, unsigned flags, const char *origin,
                                            kd_xlmr_tokenizer **out, kd_err *e) {
+    return load_model_impl(data, n, flags, -1, origin, out, e);
+}
+
+/* T5Tokenizer's vocabulary (transformers 5): the pieces under their own ids, then the sentinels
+ * <extra_id_{extra-1}> ... <extra_id_0> as special added tokens; <pad>, </s>, <unk> split out of the
+ * raw text; "$A </s>". */
+static kd_status t5_vocab(kd_xlmr_tokenizer *t, vbuild *b, const model_proto *m, int extra_ids, kd_err *e) {
+    for (size_t i = 0; i < m->n; i++) {
+        const raw_piece *p = &m->pieces[i];
+        if (t->spm && i >= 3 && p->type == PT_UNKNOWN)
+            return kd_errf(e, KD_ERR_FORMAT, "%s: piece %zu is a second unknown piece", t->origin, i);
+        if (t->spm && p->type == PT_BYTE && !m->byte_fallback)
+            return kd_errf(e, KD_ERR_FORMAT, "%s: byte piece %zu although byte_fallback is false", t->origin, i);
+        KD_TRY(add_piece(t, b, p->s, p->n, (double)p->score, p->score, p->type, e));
+    }
+    t->n_model = t->n_pieces;
+    for (int k = 0; k < extra_ids; k++) {
+        char name[32];
+        int len = snprintf(name, sizeof name, "<extra_id_%d>", extra_ids - 1 - k);
+        KD_TRY(add_piece(t, b, name, (size_t)len, 0.0, 0.0f, PT_CONTROL, e));
+    }
+    t->unk_id = 2;
+    t->n_prefix = 0;
+    t->n_suffix = 1;
+    t->suffix[0] = 1;
+    t->pad_id = 0;
+    t->mask_id = -1;
+    for (int i = 0; i < 3 + extra_ids; i++) {
+        int id = i < 3 ? i : t->n_model + i - 3;
+        const piece *p = &t->pieces[id];
+        KD_TRY(add_added(t, (const char *)b->pool.p + p->off, p->len, id, 0, 0, 0, 0, e));
+    }
+    return KD_OK;
+}
+
+static kd_status load_model_impl(const void *data, size_t n, unsigned flags, int extra_ids, const char *origin,
+                                 kd_xlmr_tokenizer **out, kd_err *e) {
     if (!out) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_xlmr_tokenizer_load_model_mem: NULL out");
     *out = NULL;
     if (!data && n) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_xlmr_tokenizer_load_model_mem: NULL data");
@@ -2009,7 +2055,20 @@ kd_status kd_xlmr_tokenizer_load_model_mem(const void *data, size_t n, unsigned 
             goto fail;
         }
     }
-    if (m.unk_id != 0 || m.pieces[0].type != PT_UNKNOWN || m.pieces[1].type != PT_CONTROL || m.pieces[2].type != PT_CONTROL) {
+    int t5 = (flags & KD_XLMR_T5) != 0;
+    if (t5 && !t5_layout(&m)) {
+        st = kd_errf(e, KD_ERR_UNSUPPORTED,
+                     "%s: T5's id mapping needs pieces 0, 1, 2 to be <pad>, </s> (control) and <unk> (unknown); "
+                     "here unk_id is %lld and their types are %d, %d, %d",
+                     origin, (long long)m.unk_id, m.pieces[0].type, m.pieces[1].type, m.pieces[2].type);
+        goto fail;
+    }
+    if (extra_ids < 0) extra_ids = 100; /* T5Tokenizer's default */
+    if (extra_ids > 100000) {
+        st = kd_errf(e, KD_ERR_FORMAT, "%s: %d extra ids (at most 100000)", origin, extra_ids);
+        goto fail;
+    }
+    if (!t5 && (m.unk_id != 0 || m.pieces[0].type != PT_UNKNOWN || m.pieces[1].type != PT_CONTROL || m.pieces[2].type != PT_CONTROL)) {
         st = kd_errf(e, KD_ERR_UNSUPPORTED,
                      "%s: XLM-R's id mapping needs pieces 0, 1, 2 to be <unk> (unknown), <s>, </s> (control); "
                      "here unk_id is %lld and their types are %d, %d, %d",
@@ -2024,6 +2083,10 @@ kd_status kd_xlmr_tokenizer_load_model_mem(const void *data, size_t n, unsigned 
         st = kd_errf(e, KD_ERR_UNSUPPORTED, "%s: SentencePiece model_type %d (only UNIGRAM 1 and BPE 2)", origin,
                      m.model_type);
         goto fail;
+    }
+    if (t5) {
+        if ((st = t5_vocab(t, &b, &m, extra_ids, e)) != KD_OK) goto fail;
+        goto vocab_done;
     }
     /* <s> <pad> </s> <unk>, pieces 3.., <mask>: XLMRobertaConverter's vocabulary */
     static const char *const head[4] = {"<s>", "<pad>", "</s>", "<unk>"};
@@ -2059,6 +2122,7 @@ kd_status kd_xlmr_tokenizer_load_model_mem(const void *data, size_t n, unsigned 
         /* transformers 4 gave <mask> lstrip; transformers 5 does not, which changes no id there */
         if ((st = add_added(t, s, strlen(s), id, 0, t->spm && i == 4, 0, 0, e)) != KD_OK) goto fail;
     }
+vocab_done:
     if (t->spm) {
         t->bpe = m.model_type == 2;
         t->byte_fallback = m.byte_fallback;
@@ -2082,10 +2146,11 @@ kd_status kd_xlmr_tokenizer_load_model_mem(const void *data, size_t n, unsigned 
         }
         /* sentencepiece refuses a model with two pieces of the same text */
         if ((st = finish(t, &b, e)) != KD_OK) goto fail;
-        for (int i = 4; i < t->n_pieces - 1; i++) {
+        int first = t5 ? 3 : 4, last = t5 ? t->n_model : t->n_pieces - 1;
+        for (int i = first; i < last; i++) {
             int j = idmap_get(t, piece_text(t, i), t->pieces[i].len);
-            if (j != i && !(i < 4)) {
-                st = kd_errf(e, KD_ERR_FORMAT, "%s: piece %d (\"%s\") is defined twice", origin, i - 1,
+            if (j != i) {
+                st = kd_errf(e, KD_ERR_FORMAT, "%s: piece %d (\"%s\") is defined twice", origin, t5 ? i : i - 1,
                              (const char *)piece_text(t, i));
                 goto fail;
             }
@@ -2543,7 +2608,7 @@ fail:
 /* ------------------------------------------------------------------------------------------ */
 /* loading: files and folders                                                                   */
 
-static kd_status load_file(const char *path, unsigned flags, kd_xlmr_tokenizer **out, kd_err *e) {
+static kd_status load_file(const char *path, unsigned flags, int extra_ids, kd_xlmr_tokenizer **out, kd_err *e) {
     char *data = NULL;
     size_t n = 0;
     KD_TRY(kd_read_file(path, MAX_FILE, &data, &n, e));
@@ -2552,34 +2617,88 @@ static kd_status load_file(const char *path, unsigned flags, kd_xlmr_tokenizer *
     kd_status st;
     /* a serialized ModelProto starts with field 1 (0x0A): JSON is told by its '{' */
     if (i < n && data[i] == '{') st = kd_xlmr_tokenizer_load_json_mem(data, n, flags, path, out, e);
-    else st = kd_xlmr_tokenizer_load_model_mem(data, n, flags, path, out, e);
+    else st = load_model_impl(data, n, flags, extra_ids, path, out, e);
     free(data);
     return st;
 }
 
-kd_status kd_xlmr_tokenizer_load_ex(const char *path, unsigned flags, kd_xlmr_tokenizer **out, kd_err *e) {
-    if (!out) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_xlmr_tokenizer_load: NULL out");
-    *out = NULL;
-    if (!path) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_xlmr_tokenizer_load: NULL path");
-    if (flags & ~KD_XLMR_SENTENCEPIECE) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_xlmr_tokenizer_load: unknown flags 0x%x", flags);
-    struct stat sb;
-    if (stat(path, &sb) != 0) return kd_errf(e, KD_ERR_NOT_FOUND, "%s: no such file or folder", path);
-    if (!S_ISDIR(sb.st_mode)) return load_file(path, flags, out, e);
-    static const char *const names[2] = {"tokenizer.json", "sentencepiece.bpe.model"};
-    size_t pl = strlen(path);
-    char *p = malloc(pl + 32);
+/* path/name into a malloc'd string (NULL when out of memory). */
+static char *join_path(const char *path, const char *name) {
+    size_t pl = strlen(path), nl = strlen(name);
+    char *p = malloc(pl + nl + 2);
+    if (p) snprintf(p, pl + nl + 2, "%s%s%s", path, pl && path[pl - 1] == '/' ? "" : "/", name);
+    return p;
+}
+
+/* tokenizer_config.json's "extra_ids" (T5Tokenizer's argument); -1 (the default) when the file
+ * or the key is absent. */
+static kd_status t5_extra_ids(const char *folder, int *extra_ids, kd_err *e) {
+    *extra_ids = -1;
+    char *p = join_path(folder, "tokenizer_config.json");
     if (!p) return kd_errf(e, KD_ERR_OOM, "out of memory");
-    for (int k = 0; k < 2; k++) {
-        const char *name = names[(flags & KD_XLMR_SENTENCEPIECE) ? 1 - k : k];
-        snprintf(p, pl + 32, "%s%s%s", path, pl && path[pl - 1] == '/' ? "" : "/", name);
+    struct stat sb;
+    kd_status st = KD_OK;
+    if (stat(p, &sb) == 0) {
+        kd_config cfg = {0};
+        int64_t v = -1;
+        st = kd_config_load(p, &cfg, e);
+        if (st == KD_OK) st = kd_config_int_or(&cfg, "extra_ids", -1, &v, e);
+        if (st == KD_OK && (v < -1 || v > 100000)) st = kd_errf(e, KD_ERR_FORMAT, "%s: extra_ids %lld", p, (long long)v);
+        if (st == KD_OK) *extra_ids = (int)v;
+        kd_config_free(&cfg);
+    }
+    free(p);
+    return st;
+}
+
+/* The first of names[0..n) that is a file in the folder, loaded. */
+static kd_status load_first(const char *folder, const char *const *names, int n, unsigned flags, int extra_ids,
+                            kd_xlmr_tokenizer **out, kd_err *e) {
+    for (int k = 0; k < n; k++) {
+        char *p = join_path(folder, names[k]);
+        if (!p) return kd_errf(e, KD_ERR_OOM, "out of memory");
+        struct stat sb;
         if (stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
-            kd_status st = load_file(p, flags, out, e);
+            kd_status st = load_file(p, flags, extra_ids, out, e);
             free(p);
             return st;
         }
+        free(p);
     }
-    free(p);
-    return kd_errf(e, KD_ERR_NOT_FOUND, "%s: folder holds neither tokenizer.json nor sentencepiece.bpe.model", path);
+    return kd_errf(e, KD_ERR_NOT_FOUND, "%s: folder holds neither %s nor %s", folder, names[0], names[1]);
+}
+
+static kd_status load_path(const char *path, unsigned flags, kd_xlmr_tokenizer **out, kd_err *e) {
+    if (!out) return kd_errf(e, KD_ERR_INVALID_ARG, "tokenizer load: NULL out");
+    *out = NULL;
+    if (!path) return kd_errf(e, KD_ERR_INVALID_ARG, "tokenizer load: NULL path");
+    if (flags & ~(KD_XLMR_SENTENCEPIECE | KD_XLMR_T5))
+        return kd_errf(e, KD_ERR_INVALID_ARG, "tokenizer load: unknown flags 0x%x", flags);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return kd_errf(e, KD_ERR_NOT_FOUND, "%s: no such file or folder", path);
+    int t5 = (flags & KD_XLMR_T5) != 0, extra_ids = -1;
+    if (!S_ISDIR(sb.st_mode)) return load_file(path, flags, -1, out, e);
+    if (t5) KD_TRY(t5_extra_ids(path, &extra_ids, e));
+    /* tokenizer.json first, as transformers prefers it; the .model first for sentencepiece */
+    const char *model = t5 ? "spiece.model" : "sentencepiece.bpe.model";
+    const char *names[2] = {"tokenizer.json", model};
+    if (flags & KD_XLMR_SENTENCEPIECE) {
+        names[0] = model;
+        names[1] = "tokenizer.json";
+    }
+    return load_first(path, names, 2, flags, extra_ids, out, e);
+}
+
+kd_status kd_xlmr_tokenizer_load_ex(const char *path, unsigned flags, kd_xlmr_tokenizer **out, kd_err *e) {
+    return load_path(path, flags, out, e);
+}
+
+kd_status kd_t5_tokenizer_load(const char *path, unsigned flags, kd_xlmr_tokenizer **out, kd_err *e) {
+    if (flags & ~KD_XLMR_SENTENCEPIECE) {
+        if (out) *out = NULL;
+        return kd_errf(e, KD_ERR_INVALID_ARG, "kd_t5_tokenizer_load: unknown flags 0x%x", flags);
+    }
+    return load_path(path, flags | KD_XLMR_T5, out, e);
 }
 
 kd_status kd_xlmr_tokenizer_load(const char *path, kd_xlmr_tokenizer **out, kd_err *e) {

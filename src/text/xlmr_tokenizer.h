@@ -57,6 +57,12 @@ typedef struct kd_xlmr_tokenizer kd_xlmr_tokenizer;
 /* Load flag: reproduce sentencepiece / transformers 4's slow tokenizer (needs a .model). */
 #define KD_XLMR_SENTENCEPIECE 1u
 
+/* Load flag: T5 / mT5's id mapping (T5Tokenizer): a .model whose pieces 0, 1, 2 are <pad>, </s>,
+ * <unk> keeps the SentencePiece ids, then the sentinels <extra_id_{E-1}> ... <extra_id_0> (E extra
+ * ids, 100 unless said otherwise) take the next E ids; no prefix, "</s>" after the tokens, <pad> 0,
+ * no <mask>. */
+#define KD_XLMR_T5 2u
+
 /* path: a SentencePiece .model file, a tokenizer.json, or a folder holding tokenizer.json and/or
  * sentencepiece.bpe.model (tokenizer.json is preferred, as transformers prefers it; with
  * KD_XLMR_SENTENCEPIECE the .model). A file is told apart by its content (JSON starts with '{').
@@ -70,6 +76,12 @@ kd_status kd_xlmr_tokenizer_load_model_mem(const void *data, size_t n, unsigned 
                                            kd_xlmr_tokenizer **out, kd_err *e);
 kd_status kd_xlmr_tokenizer_load_json_mem(const char *data, size_t n, unsigned flags, const char *origin,
                                           kd_xlmr_tokenizer **out, kd_err *e);
+
+/* The mT5 tokenizer of a folder as transformers' T5Tokenizer.from_pretrained loads it: its
+ * tokenizer.json if there is one, else spiece.model with the "extra_ids" of tokenizer_config.json
+ * (100 when the file or the key is absent); or one such file. flags: KD_XLMR_SENTENCEPIECE or 0
+ * (KD_XLMR_T5 is implied). */
+kd_status kd_t5_tokenizer_load(const char *path, unsigned flags, kd_xlmr_tokenizer **out, kd_err *e);
 
 void kd_xlmr_tokenizer_free(kd_xlmr_tokenizer *t);
 

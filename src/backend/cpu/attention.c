@@ -49,7 +49,7 @@ static void attn_task(void *arg, int64_t idx, int tid) {
         float *row = S + r * Lk;
         int64_t i = i0 + r;
         if (p->mask) {
-            const float *mrow = p->mask + b * p->mask_bstride + i * p->mask_qstride;
+            const float *mrow = p->mask + b * p->mask_bstride + h * p->mask_hstride + i * p->mask_qstride;
             for (int64_t c = 0; c < Lk; c++) row[c] += mrow[c];
         }
         if (p->causal)

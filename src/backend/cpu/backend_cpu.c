@@ -82,6 +82,12 @@ static kd_status cpu_layer_norm(kd_backend *be, float *y, const float *x, int64_
     return KD_OK;
 }
 
+static kd_status cpu_rms_norm(kd_backend *be, float *y, const float *x, int64_t rows, int64_t dim, float eps,
+                              const float *gamma, kd_err *e) {
+    kd_cpu_rms_norm(CPU(be), y, x, rows, dim, eps, gamma);
+    return KD_OK;
+}
+
 static kd_status cpu_softmax(kd_backend *be, float *x, int64_t rows, int64_t n, kd_err *e) {
     kd_cpu_softmax(CPU(be), x, rows, n);
     return KD_OK;
@@ -96,6 +102,7 @@ static kd_status cpu_unary(kd_backend *be, int op, float *y, const float *x, int
     case KD_UNARY_SILU: kd_cpu_silu(CPU(be), y, x, n); return KD_OK;
     case KD_UNARY_GELU: kd_cpu_gelu(CPU(be), y, x, n); return KD_OK;
     case KD_UNARY_QUICK_GELU: kd_cpu_quick_gelu(CPU(be), y, x, n); return KD_OK;
+    case KD_UNARY_GELU_TANH: kd_cpu_gelu_tanh(CPU(be), y, x, n); return KD_OK;
     }
     return kd_errf(e, KD_ERR_INTERNAL, "cpu: unknown unary op %d", op);
 }
@@ -216,6 +223,7 @@ static const kd_backend_ops cpu_ops = {
     .conv2d = cpu_conv2d,
     .group_norm = cpu_group_norm,
     .layer_norm = cpu_layer_norm,
+    .rms_norm = cpu_rms_norm,
     .softmax = cpu_softmax,
     .attention = cpu_attention,
     .unary = cpu_unary,

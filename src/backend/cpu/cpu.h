@@ -39,11 +39,13 @@ void kd_cpu_group_norm_silu(kd_cpu *be, float *y, const float *x, int64_t B, int
                             float eps, const float *gamma, const float *beta);
 void kd_cpu_layer_norm(kd_cpu *be, float *y, const float *x, int64_t rows, int64_t dim, float eps, const float *gamma,
                        const float *beta);
+void kd_cpu_rms_norm(kd_cpu *be, float *y, const float *x, int64_t rows, int64_t dim, float eps, const float *gamma);
 void kd_cpu_softmax(kd_cpu *be, float *x, int64_t rows, int64_t n);
 kd_status kd_cpu_attention(kd_cpu *be, float *out, const kd_attn_params *p, kd_err *e);
 void kd_cpu_silu(kd_cpu *be, float *y, const float *x, int64_t n);
 void kd_cpu_gelu(kd_cpu *be, float *y, const float *x, int64_t n);
 void kd_cpu_quick_gelu(kd_cpu *be, float *y, const float *x, int64_t n);
+void kd_cpu_gelu_tanh(kd_cpu *be, float *y, const float *x, int64_t n);
 void kd_cpu_add(kd_cpu *be, float *y, const float *a, const float *b, int64_t n);
 void kd_cpu_mul(kd_cpu *be, float *y, const float *a, const float *b, int64_t n);
 void kd_cpu_mul_add(kd_cpu *be, float *y, const float *a, const float *b, const float *c, int64_t n, int silu);

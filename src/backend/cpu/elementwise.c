@@ -15,7 +15,7 @@ typedef struct {
     int kind;
 } map_job;
 
-enum { MAP_SILU, MAP_GELU, MAP_QUICK_GELU, MAP_ADD, MAP_MUL, MAP_SCALE_SHIFT };
+enum { MAP_SILU, MAP_GELU, MAP_QUICK_GELU, MAP_GELU_TANH, MAP_ADD, MAP_MUL, MAP_SCALE_SHIFT };
 
 static void map_range(const map_job *j, int64_t i0, int64_t i1) {
     float *restrict y = j->y;
@@ -29,6 +29,12 @@ static void map_range(const map_job *j, int64_t i0, int64_t i1) {
         break;
     case MAP_QUICK_GELU:
         for (int64_t i = i0; i < i1; i++) y[i] = a[i] * kd_sigmoidf(1.702f * a[i]);
+        break;
+    case MAP_GELU_TANH:
+        for (int64_t i = i0; i < i1; i++) {
+            float x = a[i], u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            y[i] = 0.5f * x * (1.0f + kd_tanhf(u));
+        }
         break;
     case MAP_ADD:
         for (int64_t i = i0; i < i1; i++) y[i] = a[i] + b[i];
@@ -65,6 +71,10 @@ void kd_cpu_gelu(kd_cpu *be, float *y, const float *x, int64_t n) {
 }
 void kd_cpu_quick_gelu(kd_cpu *be, float *y, const float *x, int64_t n) {
     map_job j = {.y = y, .a = x, .n = n, .kind = MAP_QUICK_GELU};
+    map_run(be, &j);
+}
+void kd_cpu_gelu_tanh(kd_cpu *be, float *y, const float *x, int64_t n) {
+    map_job j = {.y = y, .a = x, .n = n, .kind = MAP_GELU_TANH};
     map_run(be, &j);
 }
 void kd_cpu_add(kd_cpu *be, float *y, const float *a, const float *b, int64_t n) {

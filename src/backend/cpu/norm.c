@@ -158,6 +158,25 @@ void kd_cpu_layer_norm(kd_cpu *be, float *y, const float *x, int64_t rows, int64
     kd_pool_run(be->pool, kd_ceil_div(rows, ROW_BLOCK), ln_task, &j);
 }
 
+/* T5LayerNorm: y = x · rsqrt(mean(x²) + eps) · gamma, the mean of squares in float32. */
+static void rms_task(void *arg, int64_t blk, int tid) {
+    const ln_job *j = arg;
+    int64_t r1 = kd_min64((blk + 1) * ROW_BLOCK, j->rows);
+    for (int64_t r = blk * ROW_BLOCK; r < r1; r++) {
+        const float *x = j->x + r * j->dim;
+        float *restrict y = j->y + r * j->dim;
+        double ss = 0.0;
+        for (int64_t i = 0; i < j->dim; i++) ss += (double)x[i] * x[i];
+        float rs = 1.0f / sqrtf((float)(ss / (double)j->dim) + j->eps);
+        for (int64_t i = 0; i < j->dim; i++) y[i] = x[i] * rs * (j->gamma ? j->gamma[i] : 1.0f);
+    }
+}
+
+void kd_cpu_rms_norm(kd_cpu *be, float *y, const float *x, int64_t rows, int64_t dim, float eps, const float *gamma) {
+    ln_job j = {y, x, rows, dim, eps, gamma, NULL};
+    kd_pool_run(be->pool, kd_ceil_div(rows, ROW_BLOCK), rms_task, &j);
+}
+
 /* One row in place. Exposed to attention.c through cpu.h-less linkage. */
 /* Max, exp and sum each in their own loop so that every one vectorises without -ffast-math
  * (the reductions keep 16 lanes, added at the end). */

@@ -32,6 +32,14 @@ static inline float kd_expf(float x) {
 
 static inline float kd_sigmoidf(float x) { return 1.0f / (1.0f + kd_expf(-x)); }
 
+/* tanh(x) = 1 − 2/(exp(2x) + 1): absolute error ~1e-7 (relative error grows near 0, where the
+ * difference cancels; GELU adds it to 1, so only the absolute error matters there); ±1 at the ends,
+ * NaN in, NaN out. */
+static inline float kd_tanhf(float x) {
+    float r = 1.0f - 2.0f / (kd_expf(2.0f * x) + 1.0f);
+    return x == x ? r : x;
+}
+
 /* erf(x) for exact GELU, vectorisable (libm's erff is a call per element: 5% of a prior step).
  * erfc(z) = t·exp(−z² − 1.26551223 + t·P(t)), t = 1 / (1 + z/2), z = |x| (Chebyshev fit, fractional
  * error < 1.2e-7 for all z ≥ 0); erf = ±(1 − erfc), or a Taylor series below 0.5. Absolute error
