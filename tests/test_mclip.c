@@ -2,8 +2,11 @@
  * RoBERTa position ids from the padding id, post-LN XLM-R layers with the key padding mask, mean
  * pooling over real tokens; batch 1 and 2 (a full-length and a 4-token sequence).
  * Tolerance |got - ref| <= 1e-4·max|ref| + 1e-4·|ref|. */
+#define _DEFAULT_SOURCE /* realpath, symlink */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/safetensors.h"
 #include "kandinsky.h"
@@ -21,6 +24,33 @@ static int32_t *ints(const kd_st_file *f, const char *name, int64_t *shape) {
     }
     for (int i = 0; i < t->t.ndim; i++) shape[i] = t->t.shape[i];
     return r;
+}
+
+/* Kandinsky 2.0's text_encoder1: a plain XLM-R config.json (no numDims / transformerDimensions);
+ * the projection's width comes from LinearTransformation.weight. */
+static void check_plain_xlmr_config(kd_ctx *ctx, const char *model) {
+    const char *tmp = kt_tmp_dir("mclip_plain");
+    char src[PATH_MAX], dst[700], cfg[700];
+    char rel[700];
+    snprintf(rel, sizeof rel, "%s/model.safetensors", model);
+    TEST_CHECK(realpath(rel, src) != NULL, "realpath %s", rel);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", tmp);
+    snprintf(cfg, sizeof cfg, "%s/config.json", tmp);
+    unlink(dst);
+    TEST_CHECK(symlink(src, dst) == 0, "symlink %s", dst);
+    FILE *f = fopen(cfg, "w");
+    if (f) {
+        fputs("{\"model_type\": \"xlm-roberta\", \"vocab_size\": 1000, \"hidden_size\": 32, "
+              "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"intermediate_size\": 37, "
+              "\"hidden_act\": \"gelu\", \"max_position_embeddings\": 80, \"type_vocab_size\": 1, "
+              "\"pad_token_id\": 1, \"layer_norm_eps\": 1e-05}\n", f);
+        fclose(f);
+    }
+    kd_mclip *m = NULL;
+    TEST_CHECK(kd_mclip_load(ctx, tmp, &m) == KD_OK, "plain XLM-R config: %s", kd_ctx_last_error(ctx));
+    TEST_CHECK(m && kd_mclip_embed_dim(m) == 24, "width from LinearTransformation.weight: %d",
+               m ? kd_mclip_embed_dim(m) : -1);
+    kd_mclip_free(m);
 }
 
 int main(void) {
@@ -69,6 +99,7 @@ int main(void) {
         free(ids), free(mask), free(emb), free(hid), free(eref), free(href);
     }
     TEST_CHECK(m && kd_mclip_embed_dim(m) == 24 && kd_mclip_hidden_size(m) == 32, "sizes");
+    check_plain_xlmr_config(ctx, model);
     kd_st_close(f);
     kd_mclip_free(m);
     kd_ctx_free(ctx);

@@ -44,7 +44,9 @@ static kd_status read_config(kd_mclip *m, const kd_config *cfg, kd_err *e) {
     KD_TRY(kd_config_int_or(cfg, "max_position_embeddings", 514, &m->max_pos, e));
     KD_TRY(kd_config_int_or(cfg, "pad_token_id", 1, &m->pad_id, e));
     KD_TRY(kd_config_int_or(cfg, "transformerDimensions", m->hidden, &tdim, e));
-    KD_TRY(kd_config_int_or(cfg, "numDims", 768, &m->out_dim, e));
+    /* Kandinsky 2.0's text_encoder1/config.json is a plain XLM-R config: the original code builds
+     * LinearTransformation(1024, 640) itself, so the width then comes from the checkpoint */
+    KD_TRY(kd_config_int_or(cfg, "numDims", -1, &m->out_dim, e));
     KD_TRY(kd_config_float_or(cfg, "layer_norm_eps", 1e-5, &eps, e));
     KD_TRY(kd_config_str_or(cfg, "hidden_act", "gelu", &act, e));
     m->eps = (float)eps;
@@ -53,7 +55,7 @@ static kd_status read_config(kd_mclip *m, const kd_config *cfg, kd_err *e) {
     int64_t big = (int64_t)1 << 20;
     if (m->vocab < 1 || m->vocab > ((int64_t)1 << 24) || m->hidden < 1 || m->hidden > big || m->layers < 0 ||
         m->layers > 1024 || m->heads < 1 || m->hidden % m->heads || m->ff < 1 || m->ff > big || m->max_pos < 3 ||
-        m->max_pos > (1 << 16) || m->pad_id < 0 || m->pad_id >= m->vocab || m->out_dim < 1 || m->out_dim > big)
+        m->max_pos > (1 << 16) || m->pad_id < 0 || m->pad_id >= m->vocab || m->out_dim == 0 || m->out_dim < -1 || m->out_dim > big)
         return kd_errf(e, KD_ERR_FORMAT, "implausible sizes (vocab %lld, hidden %lld, heads %lld, layers %lld)",
                        (long long)m->vocab, (long long)m->hidden, (long long)m->heads, (long long)m->layers);
     if (tdim != m->hidden)
@@ -78,6 +80,13 @@ static kd_status load_weights(kd_mclip *m, kd_err *e) {
     for (int64_t i = 0; i < m->layers; i++)
         KD_TRY(kd_tf_layer_load(m->base.w, kd_namef(buf, "transformer.encoder.layer.%lld", (long long)i), &kd_tf_names_bert,
                                 H, m->ff, (int)m->heads, m->eps, m->act, &m->blocks[i], e));
+    if (m->out_dim < 0) {
+        const kd_st_tensor *t = kd_weights_get(m->base.w, "LinearTransformation.weight");
+        if (!t || t->t.ndim != 2 || t->t.shape[0] < 1 || t->t.shape[0] > ((int64_t)1 << 20))
+            return kd_errf(e, KD_ERR_NOT_FOUND,
+                           "config.json has no numDims and the weights no 2-D LinearTransformation.weight to take it from");
+        m->out_dim = t->t.shape[0];
+    }
     return kd_linear_layer_load(m->base.w, "LinearTransformation", H, m->out_dim, 1, &m->proj, e);
 }
 
