@@ -12,7 +12,7 @@ kd_status kd_mt5_forward_be(kd_mt5 *m, kd_backend *be, const int32_t *ids, const
                             int seq_len, float *last_hidden, kd_err *e);
 
 /* T5Attention._relative_position_bucket for rel = key position − query position, in the float32
- * arithmetic torch uses (exact at the bucket boundaries). */
+ * arithmetic torch uses (checked against torch for every distance -300..300). */
 int kd_t5_relative_bucket(int64_t rel, int bidirectional, int num_buckets, int max_distance);
 
 #endif
