@@ -126,6 +126,34 @@ static void test_tiny(void) {
     kd_st_close(ref);
 }
 
+/* A Lightning checkpoint (ldm's vae.ckpt): exactly the tensors of its "state_dict"; the optimizer
+ * state, callbacks and hyper-parameters (user classes, Namespace, datetime, sets, bytes) skipped. */
+static void test_lightning(void) {
+    kd_err e = {0};
+    kd_st_file *ref = NULL;
+    char *rp = path_of("torch_zip/lightning_state_dict.safetensors"), *p = path_of("torch_zip/lightning.ckpt");
+    kd_tz_file *f = NULL;
+    TEST_CHECK(kd_st_open(rp, &ref, &e) == KD_OK, "open %s: %s", rp, e.msg);
+    TEST_CHECK(kd_tz_open(p, &f, &e) == KD_OK, "open %s: %s", p, e.msg);
+    if (f && ref) {
+        TEST_CHECK(f->st.n_tensors == ref->n_tensors && ref->n_tensors == 3, "lightning.ckpt: %zu tensors, want %zu",
+                   f->st.n_tensors, ref->n_tensors);
+        for (size_t i = 0; i < ref->n_tensors; i++) {
+            const char *name = ref->tensors[i].name;
+            TEST_CHECK(same_tensor(kd_tz_find(f, name), &ref->tensors[i]), "lightning.ckpt: '%s'", name);
+        }
+        TEST_CHECK(!kd_tz_find(f, "exp_avg") && !kd_tz_find(f, "best_model_score"), "only state_dict's tensors");
+    }
+    kd_weights *w = NULL;
+    TEST_CHECK(kd_weights_open(p, &w, &e) == KD_OK && w && kd_weights_get(w, "encoder.conv_in.weight"),
+               "kd_weights on lightning.ckpt: %s", e.msg);
+    kd_weights_close(w);
+    kd_tz_close(f);
+    kd_st_close(ref);
+    free(rp);
+    free(p);
+}
+
 /* kd_weights over .bin: a file, a folder, a sharded index; get/bind/f32 as for safetensors. */
 static void test_weights(void) {
     kd_err e = {0};
@@ -181,7 +209,7 @@ static void test_weights(void) {
     kd_weights_close(w);
     free(sh);
 
-    /* folders: only a .bin → it is used; safetensors beside it win; .ckpt is refused */
+    /* folders: only a .bin → it is used; safetensors beside it win; a .ckpt file opens like a .bin */
     const char *dir = kt_tmp_dir("torch_zip-folder");
     char p[1024];
     const char *leftovers[] = {"diffusion_pytorch_model.bin", "diffusion_pytorch_model.safetensors", "model.ckpt", "weights.pt"};
@@ -210,7 +238,8 @@ static void test_weights(void) {
     snprintf(p, sizeof p, "%s/model.ckpt", dir);
     write_all(p, blob, n);
     w = NULL;
-    TEST_CHECK(kd_weights_open(p, &w, &e) == KD_ERR_UNSUPPORTED && strstr(e.msg, ".ckpt"), ".ckpt refused: %s", e.msg);
+    TEST_CHECK(kd_weights_open(p, &w, &e) == KD_OK && kd_weights_count(w) == N_TINY, ".ckpt opens like .bin: %s", e.msg);
+    kd_weights_close(w);
     snprintf(p, sizeof p, "%s/weights.pt", dir); /* .pt / .pth are read like .bin */
     write_all(p, blob, n);
     w = NULL;
@@ -577,6 +606,7 @@ static void test_corruptions(void) {
 
 int main(void) {
     test_tiny();
+    test_lightning();
     test_weights();
     test_unet();
     test_malformed();

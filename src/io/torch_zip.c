@@ -4,7 +4,9 @@
  *   1. zip: end record (+ ZIP64), central directory, local headers, overlap/duplicate/prefix
  *      checks, then entry access (a view into the buffer, or inflated into an owned copy);
  *   2. pickle: a small VM that knows only what torch.save emits for a state dict (opcode table
- *      below); everything else stops it with a message naming the opcode or global;
+ *      below); other opcodes stop it with a message naming the opcode, globals outside the
+ *      allow-list become placeholders that are never called and are refused, by name, wherever
+ *      a state dict, tensor or storage type is expected;
  *   3. tensors: each (name, tensor) of the resulting dict is checked against its storage entry
  *      and becomes a view into the mapping or a contiguous copy.
  *
@@ -13,8 +15,10 @@
  *   BININT BININT1 BININT2 LONG1 (<= 8 bytes)  BINFLOAT  BINUNICODE SHORT_BINUNICODE BINUNICODE8
  *   TUPLE TUPLE1 TUPLE2 TUPLE3  LIST APPEND APPENDS  DICT SETITEM SETITEMS
  *   BINPUT LONG_BINPUT MEMOIZE BINGET LONG_BINGET  GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
- * Everything else (INST, OBJ, NEWOBJ, PERSID, POP, DUP, EXT*, text forms, bytes, sets,
- * out-of-band buffers, LONG4, ...) is refused. No opcode reads outside the pickle, no pop goes
+ *   and, for what a Lightning checkpoint holds beside its weights (only ever placeholders):
+ *   NEWOBJ NEWOBJ_EX EMPTY_SET ADDITEMS FROZENSET SHORT_BINBYTES BINBYTES BINBYTES8 POP POP_MARK
+ * Everything else (INST, OBJ, PERSID, DUP, EXT*, text forms, out-of-band buffers, LONG4, ...) is
+ * refused. No opcode reads outside the pickle, no pop goes
  * below the innermost open MARK, and nothing walks the object graph recursively, so cyclic or
  * deeply nested structures cost only their (bounded) size. */
 #include "io/torch_zip.h"
@@ -625,10 +629,17 @@ static kd_status read_records(tz *z) {
 
 /* ---- pickle VM ----------------------------------------------------------------------------- */
 
-enum okind { K_NONE, K_BOOL, K_INT, K_FLOAT, K_STR, K_TUPLE, K_LIST, K_DICT, K_GLOBAL, K_STORAGE, K_TENSOR };
+enum okind { K_NONE, K_BOOL, K_INT, K_FLOAT, K_STR, K_TUPLE, K_LIST, K_DICT, K_GLOBAL, K_STORAGE, K_TENSOR, K_OPAQUE };
 
 static const char *const kind_names[] = {"None", "a bool", "an int", "a float", "a string", "a tuple", "a list",
-                                         "a dict", "a class or function", "a storage", "a tensor"};
+                                         "a dict", "a class or function", "a storage", "a tensor",
+                                         "an object the reader does not build"};
+
+/* K_OPAQUE: what a checkpoint holds beside its tensors that the reader never builds — a global
+ * outside the allow-list and whatever REDUCE / NEWOBJ / BUILD would make of it, sets, bytes.
+ * Nothing is called: the placeholder only remembers the global's name (spans of the pickle) for
+ * messages, and is refused wherever a state dict or a tensor is expected. */
+enum opq { OPQ_GLOBAL, OPQ_SET, OPQ_BYTES };
 
 enum gid { G_ORDERED_DICT, G_REBUILD_V2, G_REBUILD_V3, G_REBUILD_PARAM, G_REBUILD_PARAM_STATE, G_STORAGE_TYPE, G_DTYPE };
 
@@ -644,7 +655,7 @@ typedef struct obj {
         } s;             /* K_STR: bytes of the pickle */
         uint32_t *items; /* containers */
         uint32_t ref;    /* K_GLOBAL: dtype row; K_STORAGE: storage; K_TENSOR: tensor */
-    } u;
+    } u;                 /* K_OPAQUE (OPQ_GLOBAL): u.s = the module's span, n / cap = the name's offset / length */
 } obj;
 
 typedef struct storage {
@@ -904,16 +915,43 @@ static kd_status push_global(vm *m, const uint8_t *mod, size_t ml, const uint8_t
         }
     }
 #undef IS
-    if (gid < 0) {
-        char a[128], b[128];
-        return vfail(m, KD_ERR_FORMAT, "global '%s.%s' is not allowed (a state dict needs only collections.OrderedDict, "
-                                       "torch._utils._rebuild_tensor_v2/_v3/_rebuild_parameter, torch storage types and dtypes)",
-                     shown(mod, ml, a, sizeof a), shown(name, nl, b, sizeof b));
-    }
     uint32_t i = 0;
+    if (gid < 0) { /* never resolved: a placeholder that remembers the name */
+        KD_TRY(push_new(m, K_OPAQUE, &i));
+        obj *o = &m->objs[i];
+        o->sub = OPQ_GLOBAL;
+        o->u.s.off = (uint32_t)(mod - m->p);
+        o->u.s.len = (uint32_t)ml;
+        o->n = (uint32_t)(name - m->p);
+        o->cap = (uint32_t)nl;
+        return KD_OK;
+    }
     KD_TRY(push_new(m, K_GLOBAL, &i));
     m->objs[i].sub = (uint8_t)gid;
     m->objs[i].u.ref = (uint32_t)row;
+    return KD_OK;
+}
+
+/* "global 'os.system'" / "a set" / "bytes" for messages about a K_OPAQUE value */
+static const char *opaque_name(const vm *m, const obj *o, char *buf, size_t cap) {
+    if (o->sub == OPQ_SET) return "a set";
+    if (o->sub == OPQ_BYTES) return "bytes";
+    char a[128], b[128];
+    snprintf(buf, cap, "global '%s.%s'", shown(m->p + o->u.s.off, o->u.s.len, a, sizeof a),
+             shown(m->p + o->n, o->cap, b, sizeof b));
+    return buf;
+}
+
+static int is_opaque_global(const obj *o) { return o->kind == K_OPAQUE && o->sub == OPQ_GLOBAL; }
+
+/* REDUCE / NEWOBJ / NEWOBJ_EX of a placeholder global (below n_args values; the caller checked):
+ * the result is a placeholder of the same global (the arguments are dropped, nothing is called). */
+static kd_status opaque_call(vm *m, size_t n_args) {
+    obj copy = m->objs[m->stack[m->sp - n_args - 1]];
+    m->sp -= n_args + 1;
+    uint32_t i = 0;
+    KD_TRY(push_new(m, K_OPAQUE, &i));
+    m->objs[i] = copy;
     return KD_OK;
 }
 
@@ -973,6 +1011,11 @@ static kd_status op_persid(vm *m) {
     KD_TRY(need_stack(m, 1));
     const obj *t = &m->objs[m->stack[m->sp - 1]];
     const uint32_t *it = t->kind == K_TUPLE ? t->u.items : NULL;
+    if (it && t->n == 5 && m->objs[it[1]].kind == K_OPAQUE) {
+        char g[300];
+        return vfail(m, KD_ERR_FORMAT, "%s is not allowed as a storage type",
+                     opaque_name(m, &m->objs[it[1]], g, sizeof g));
+    }
     if (!it || t->n != 5 || !str_is(m, &m->objs[it[0]], "storage") || m->objs[it[1]].kind != K_GLOBAL ||
         m->objs[it[1]].sub != G_STORAGE_TYPE || m->objs[it[2]].kind != K_STR || m->objs[it[3]].kind != K_STR ||
         m->objs[it[4]].kind != K_INT)
@@ -1078,6 +1121,7 @@ static kd_status rebuild_tensor(vm *m, int v3, const obj *args) {
 
 static kd_status op_reduce(vm *m) {
     KD_TRY(need_stack(m, 2));
+    if (is_opaque_global(&m->objs[m->stack[m->sp - 2]])) return opaque_call(m, 1);
     uint32_t fi = m->stack[m->sp - 2], ai = m->stack[m->sp - 1];
     const obj *fn = &m->objs[fi], *args = &m->objs[ai];
     if (fn->kind != K_GLOBAL) return vfail(m, KD_ERR_FORMAT, "calls %s, not an allowed function", kind_names[fn->kind]);
@@ -1239,14 +1283,69 @@ static kd_status step(vm *m) {
         KD_TRY(need_bytes(m, 4));
         m->pos += 4;
         return memo_get(m, rd32(m->p + m->pos - 4));
+    case 0x81: /* NEWOBJ cls args / NEWOBJ_EX cls args kwargs: only of a placeholder */
+    case 0x92: {
+        size_t k = m->op == 0x81 ? 1 : 2;
+        KD_TRY(need_stack(m, k + 1));
+        if (is_opaque_global(&m->objs[m->stack[m->sp - k - 1]])) return opaque_call(m, k);
+        return vfail(m, KD_ERR_FORMAT, "instantiates %s (only objects the reader does not build may be)",
+                     kind_names[m->objs[m->stack[m->sp - k - 1]].kind]);
+    }
+    case 0x8f: { /* EMPTY_SET */
+        uint32_t i = 0;
+        KD_TRY(push_new(m, K_OPAQUE, &i));
+        m->objs[i].sub = OPQ_SET;
+        return KD_OK;
+    }
+    case 0x90: { /* ADDITEMS: the values above the MARK are dropped into the set below it */
+        KD_TRY(pop_mark(m, &at));
+        size_t below = m->n_marks ? m->marks[m->n_marks - 1] : 0;
+        if (at <= below) return vfail(m, KD_ERR_FORMAT, "no set below the MARK");
+        const obj *c = &m->objs[m->stack[at - 1]];
+        if (c->kind != K_OPAQUE || c->sub != OPQ_SET)
+            return vfail(m, KD_ERR_FORMAT, "target is %s, expected a set", kind_names[c->kind]);
+        m->sp = at;
+        return KD_OK;
+    }
+    case 0x91: { /* FROZENSET */
+        KD_TRY(pop_mark(m, &at));
+        m->sp = at;
+        uint32_t i = 0;
+        KD_TRY(push_new(m, K_OPAQUE, &i));
+        m->objs[i].sub = OPQ_SET;
+        return KD_OK;
+    }
+    case 'C':  /* SHORT_BINBYTES, BINBYTES, BINBYTES8: skipped */
+    case 'B':
+    case 0x8e: {
+        size_t w = m->op == 'C' ? 1 : m->op == 'B' ? 4 : 8;
+        KD_TRY(need_bytes(m, w));
+        uint64_t len = w == 1 ? m->p[m->pos] : w == 4 ? rd32(m->p + m->pos) : rd64(m->p + m->pos);
+        m->pos += w;
+        if (len > m->n - m->pos) return vfail(m, KD_ERR_FORMAT, "bytes of %llu run past the end of the pickle",
+                                              (unsigned long long)len);
+        m->pos += (size_t)len;
+        uint32_t i = 0;
+        KD_TRY(push_new(m, K_OPAQUE, &i));
+        m->objs[i].sub = OPQ_BYTES;
+        return KD_OK;
+    }
+    case '0': /* POP */
+        KD_TRY(need_stack(m, 1));
+        m->sp--;
+        return KD_OK;
+    case '1': /* POP_MARK */
+        KD_TRY(pop_mark(m, &at));
+        m->sp = at;
+        return KD_OK;
     case 'c': return op_global(m);
     case 0x93: return op_stack_global(m);
     case 'R': return op_reduce(m);
     case 'Q': return op_persid(m);
-    case 'b': { /* BUILD: only a dict's __dict__ (state_dict()._metadata), which is ignored */
+    case 'b': { /* BUILD: a dict's __dict__ (state_dict()._metadata) or a placeholder's state, ignored */
         KD_TRY(need_stack(m, 2));
         const obj *target = &m->objs[m->stack[m->sp - 2]];
-        if (target->kind != K_DICT)
+        if (target->kind != K_DICT && target->kind != K_OPAQUE)
             return vfail(m, KD_ERR_FORMAT, "sets the state of %s (only a dict's attributes are accepted)", kind_names[target->kind]);
         m->sp--;
         return KD_OK;
@@ -1420,13 +1519,33 @@ static int cmp_tensor_name(const void *a, const void *b) {
 }
 
 /* The pickle's result: a dict of unique names to tensors. */
+/* A PyTorch Lightning checkpoint ({"epoch": .., "global_step": .., "state_dict": {..},
+ * "optimizer_states": [..], "callbacks": {..}, ...}) holds the weights under "state_dict"; its other
+ * entries are skipped (they were parsed as data, placeholders for anything else, never built). A
+ * dict all of whose values are tensors is a state dict itself, whatever its keys. */
+static const obj *lightning_state_dict(const vm *m, const obj *d) {
+    const obj *sd = NULL;
+    int all_tensors = 1;
+    for (uint32_t i = 0; i + 1 < d->n; i += 2) {
+        const obj *k = &m->objs[d->u.items[i]], *v = &m->objs[d->u.items[i + 1]];
+        if (v->kind != K_TENSOR) all_tensors = 0;
+        if (str_is(m, k, "state_dict") && v->kind == K_DICT) sd = v;
+    }
+    return sd && !all_tensors ? sd : d;
+}
+
 static kd_status build_tensors(vm *m, uint32_t result) {
     tz *z = m->z;
     kd_tz_file *f = z->f;
+    char g[300];
     const obj *d = &m->objs[result];
+    if (d->kind == K_OPAQUE)
+        return kd_errf(z->e, KD_ERR_FORMAT, "%s: %s: %s is not allowed (never called) where a state dict is expected",
+                       z->path, m->pkl, opaque_name(m, d, g, sizeof g));
     if (d->kind != K_DICT)
         return kd_errf(z->e, KD_ERR_FORMAT, "%s: %s holds %s, expected a state dict (a dict of names to tensors)", z->path, m->pkl,
                        kind_names[d->kind]);
+    d = lightning_state_dict(m, d);
     size_t n = d->n / 2;
     f->st.tensors = calloc(n ? n : 1, sizeof *f->st.tensors);
     f->copied = calloc(n ? n : 1, 1);
@@ -1447,6 +1566,9 @@ static kd_status build_tensors(vm *m, uint32_t result) {
         memcpy(t->name, kp, k->u.s.len);
         t->name[k->u.s.len] = '\0';
         f->st.n_tensors++;
+        if (v->kind == K_OPAQUE)
+            return kd_errf(z->e, KD_ERR_FORMAT, "%s: %s: '%s': %s is not allowed (never called) where a tensor is expected",
+                           z->path, m->pkl, t->name, opaque_name(m, v, g, sizeof g));
         if (v->kind != K_TENSOR)
             return kd_errf(z->e, KD_ERR_FORMAT, "%s: %s: '%s' is %s, expected a tensor", z->path, m->pkl, t->name,
                            kind_names[v->kind]);

@@ -29,13 +29,18 @@
  * allow-list — collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_tensor_v3 /
  * _rebuild_parameter / _rebuild_parameter_with_state, the legacy torch.<Type>Storage classes,
  * torch.storage.UntypedStorage and torch dtype names (torch.float16, ...). Any other global
- * (os.system, builtins.eval, subprocess.Popen, __torch__.*, ...) is KD_ERR_FORMAT naming it.
- * REDUCE applies only the allow-listed callables; storages come only from BINPERSID tuples
+ * (os.system, builtins.eval, subprocess.Popen, __torch__.*, ...) is never resolved nor called: it
+ * becomes a placeholder, and so does whatever REDUCE / NEWOBJ / BUILD would make of it, and sets
+ * and bytes; a placeholder where the state dict, one of its tensors or a storage type is expected
+ * is KD_ERR_FORMAT naming the global ("global 'os.system' is not allowed ..."). REDUCE applies only
+ * the allow-listed callables; storages come only from BINPERSID tuples
  * ('storage', <storage type>, key, location, numel). The stack, MARK depth, memo (PUT indices
  * must be sequential), object count, container cells, string lengths and the pickle size are
  * bounded; nothing recurses over the object graph. The result must be a dict (or OrderedDict)
- * of unique UTF-8 names to tensors; BUILD is accepted only on dicts (state_dict's _metadata) and
- * its state is ignored.
+ * of unique UTF-8 names to tensors — or a PyTorch Lightning checkpoint, a dict whose "state_dict"
+ * entry is that dict (its other entries: epoch, optimizer states, callbacks, hyper-parameters, are
+ * skipped); BUILD is accepted only on dicts (state_dict's _metadata) and placeholders, and its
+ * state is ignored.
  *
  * Tensors: dtype F32, F16, BF16 or I64 (anything else: KD_ERR_UNSUPPORTED naming the tensor),
  * at most KD_MAX_DIMS dims, non-negative sizes and strides; storage_offset + the view's extent

@@ -83,7 +83,7 @@ static int ends_with(const char *s, const char *suffix) {
 
 /* Files read by the torch.save zip reader (everything else is read as safetensors). */
 static int is_torch_path(const char *path) {
-    return ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth");
+    return ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".ckpt");
 }
 
 static int is_regular_file(const char *path) {
@@ -298,10 +298,8 @@ static kd_status open_path(kd_weights *w, const char *path, kd_err *e) {
     if (S_ISDIR(st.st_mode)) KD_TRY(kd_weights_locate(path, &w->path, e));
     else if (!(w->path = dupstr(path))) return kd_errf(e, KD_ERR_OOM, "out of memory");
     if (ends_with(w->path, ".index.json")) return open_index(w, e);
-    if (ends_with(w->path, ".ckpt"))
-        return kd_errf(e, KD_ERR_UNSUPPORTED, "%s: .ckpt checkpoints are not supported yet (their tensor names are not diffusers'; use a diffusers "
-                                              "folder's .safetensors or .bin weights)",
-                       w->path);
+    /* .ckpt (a Lightning checkpoint: its "state_dict"), .pt and .pth are torch.save files like .bin;
+     * whether their tensor names fit is for the model that binds them to say */
     return open_single(w, e);
 }
 

@@ -12,6 +12,11 @@
   sharded/            tiny split into two torch.save shards + pytorch_model.bin.index.json
   unet_bin/           tests/data/unet/v22_hint loaded with diffusers and re-saved with
                       save_pretrained(safe_serialization=False): config.json + diffusion_pytorch_model.bin
+  lightning.ckpt      a PyTorch Lightning checkpoint as ldm's vae.ckpt is one (Kandinsky 2.0): the
+                      weights under "state_dict" beside epoch, optimizer states, callbacks and
+                      hyper-parameters that hold objects the reader must skip without building them
+                      (a class of this script, argparse.Namespace, datetime, a set, a frozenset,
+                      bytes); the reader must give exactly state_dict's tensors
   malformed/*.bin     files the reader must refuse, and malformed/cases.txt: "<file> <STATUS> <substring>"
 
 The re-zipped variants and the malformed files come from our own small zip and pickle writers below
@@ -278,6 +283,42 @@ def gen_tiny(out):
         json.dump({"metadata": {"total_size": total}, "weight_map": wmap}, f, indent=2)
 
 
+class LossConfig:
+    """Stands for any user class a Lightning checkpoint's hyper-parameters name (pickled as
+    __main__.LossConfig through NEWOBJ + BUILD)."""
+
+    def __init__(self):
+        self.weight = 0.5
+        self.kind = "lpips"
+
+
+def lightning_checkpoint(state_dict):
+    import argparse
+    import datetime
+    return {"epoch": 7, "global_step": 123456, "pytorch-lightning_version": "1.6.0",
+            "state_dict": state_dict,
+            "optimizer_states": [{"state": {0: {"step": 10, "exp_avg": torch.ones(3)}},
+                                  "param_groups": [{"lr": 1e-4, "betas": (0.5, 0.9), "params": [0, 1]}]}],
+            "lr_schedulers": [],
+            "callbacks": {"ModelCheckpoint{'monitor': 'val/rec_loss'}": {"best_model_score": torch.tensor(0.25),
+                                                                          "dirpath": "/logs"}},
+            "hyper_parameters": {"ns": argparse.Namespace(lr=1e-4), "cfg": LossConfig(), "tags": {3, 1, 2},
+                                 "frozen": frozenset({1}), "blob": b"\x00\x01",
+                                 "when": datetime.datetime(2022, 11, 1)}}
+
+
+def gen_lightning(out):
+    g = torch.Generator().manual_seed(11)
+    sd = collections.OrderedDict([("encoder.conv_in.weight", torch.randn(4, 3, 3, 3, generator=g)),
+                                  ("encoder.conv_in.bias", torch.randn(4, generator=g)),
+                                  ("loss.logvar", torch.zeros(()))])
+    path = os.path.join(out, "lightning.ckpt")
+    tsave(lightning_checkpoint(sd), path)
+    back = torch.load(path, weights_only=False)
+    assert all(torch.equal(back["state_dict"][k], sd[k]) for k in sd)
+    save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out, "lightning_state_dict.safetensors"))
+
+
 def gen_unet(out, data):
     from diffusers import UNet2DConditionModel
 
@@ -379,7 +420,7 @@ def gen_malformed(out):
     put("exec_in_persid.bin", archive(p, [("0", F6)]), "FORMAT", "global 'builtins.exec' is not allowed")
     p = Pickle().glob("torch", "FloatStorage").s("x").raw(b"\x85R.")
     put("call_storage_type.bin", archive(p, []), "FORMAT", "calls a torch storage type")
-    p = Pickle().glob("__torch__", "Model").raw(b").")
+    p = Pickle().glob("__torch__", "Model").raw(b")\x81.")  # NEWOBJ: a TorchScript-style object
     put("torchscript_global.bin", archive(p, []), "FORMAT", "global '__torch__.Model' is not allowed")
     put("unknown_opcode.bin", archive(Pickle().raw(b"\xff."), []), "FORMAT", "unknown opcode 0xff")
     put("inst_opcode.bin", archive(Pickle().raw(b"(ios\nsystem\n."), []), "FORMAT", "opcode INST is not allowed")
@@ -433,6 +474,10 @@ def gen_malformed(out):
         return b
 
     put("overlap.bin", good, "FORMAT", "overlap", fix=overlap)
+    # a Lightning checkpoint whose state dict holds an object instead of a tensor
+    tsave(lightning_checkpoint(collections.OrderedDict([("w", torch.ones(2)), ("cfg", LossConfig())])),
+          os.path.join(d, "lightning_object.bin"))
+    case("lightning_object.bin", "FORMAT", "'cfg': global '__main__.LossConfig' is not allowed")
     # not zips
     # the legacy format names storages by address: rename the one storage "0" to keep the file stable
     buf = io.BytesIO()
@@ -454,7 +499,7 @@ def gen_malformed(out):
     # For the record: which of these torch.load itself accepts (only files without pickle attacks).
     for line in cases:
         name = line.split()[0]
-        if any(w in name for w in ("system", "eval", "exec", "subprocess", "torchscript", "bomb")):
+        if any(w in name for w in ("system", "eval", "exec", "subprocess", "torchscript", "bomb", "lightning")):
             continue
         try:
             torch.load(os.path.join(d, name), weights_only=True)
@@ -471,6 +516,7 @@ def main():
     out = os.path.join(args.out, "torch_zip")
     os.makedirs(out, exist_ok=True)
     gen_tiny(out)
+    gen_lightning(out)
     gen_unet(out, args.out)
     gen_malformed(out)
 
