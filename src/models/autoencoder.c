@@ -25,6 +25,18 @@ kd_status kd_autoencoder_load_movq(kd_ctx *ctx, const char *dir, kd_autoencoder 
     return KD_OK;
 }
 
+/* The same code runs ldm's AutoencoderKL; encode gives the posterior's mean (mode()). */
+static const kd_autoencoder_ops kl_ops = {"autoencoder_kl", movq_latent_channels, movq_downscale, movq_latent_size,
+                                          movq_encode, movq_decode, movq_free};
+
+kd_status kd_autoencoder_load_kl_ldm(kd_ctx *ctx, const char *ckpt, const kd_ldm_kl_config *cfg, kd_autoencoder *out) {
+    kd_movq *m;
+    *out = (kd_autoencoder){0};
+    KD_TRY(kd_vae_kl_load_ldm(ctx, ckpt, cfg, &m));
+    *out = (kd_autoencoder){&kl_ops, m};
+    return KD_OK;
+}
+
 void kd_autoencoder_free(kd_autoencoder *ae) {
     if (ae->ops) ae->ops->free(ae->model);
     *ae = (kd_autoencoder){0};

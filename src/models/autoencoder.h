@@ -1,5 +1,5 @@
-/* The image autoencoder of a decoder, behind one small interface: MoVQ (2.1, 2.2) today; the
- * AutoencoderKL of Kandinsky 2.0 will be a second implementation. Images are NCHW RGB in [-1, 1],
+/* The image autoencoder of a decoder, behind one small interface: MoVQ (2.1, 2.2) and the
+ * AutoencoderKL of Kandinsky 2.0 (the same encoder / decoder code, models/movq.c). Images are NCHW RGB in [-1, 1],
  * latents NCHW with latent_channels channels at 1/downscale of the image size. */
 #ifndef KD_MODELS_AUTOENCODER_H
 #define KD_MODELS_AUTOENCODER_H
@@ -7,7 +7,7 @@
 #include "api/ctx.h"
 
 typedef struct kd_autoencoder_ops {
-    const char *name; /* "movq" */
+    const char *name; /* "movq", "autoencoder_kl" */
     int (*latent_channels)(const void *model);
     int (*downscale)(const void *model);
     /* latent size the encoder makes of an image of height × width */
@@ -27,6 +27,10 @@ typedef struct kd_autoencoder {
 
 /* <dir> is a diffusers VQModel folder (the decoder's movq/). */
 kd_status kd_autoencoder_load_movq(kd_ctx *ctx, const char *dir, kd_autoencoder *out);
+/* ckpt: ldm's AutoencoderKL checkpoint (2.0's vae.ckpt) with its ddconfig (kd_ldm_kl_config_2_0). */
+struct kd_ldm_kl_config;
+kd_status kd_autoencoder_load_kl_ldm(kd_ctx *ctx, const char *ckpt, const struct kd_ldm_kl_config *cfg,
+                                     kd_autoencoder *out);
 void kd_autoencoder_free(kd_autoencoder *ae);
 
 static inline int kd_ae_latent_channels(const kd_autoencoder *ae) { return ae->ops->latent_channels(ae->model); }

@@ -4,25 +4,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-kd_status kd_model_load(kd_ctx *ctx, const char *path, const kd_model_kind *k, void **out) {
-    if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!path || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "%s: NULL path or output", k->name);
-    *out = NULL;
-    kd_err *e = &ctx->err;
-    char cfg_path[4096];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
-    kd_config cfg;
-    KD_TRY(kd_config_load(cfg_path, &cfg, e));
+/* The zeroed model with its arenas; NULL (message on ctx) when out of memory. */
+static kd_model_base *model_new(kd_ctx *ctx, const kd_model_kind *k) {
     kd_model_base *m = calloc(1, k->size);
     if (!m) {
-        kd_config_free(&cfg);
-        return kd_ctx_fail(ctx, KD_ERR_OOM, "%s: out of memory", k->name);
+        kd_ctx_fail(ctx, KD_ERR_OOM, "%s: out of memory", k->name);
+        return NULL;
     }
     kd_backend_arena_init(&ctx->be, &m->arena);
     kd_backend_arena_init(&ctx->be, &m->io);
-    kd_status s = k->read_config(m, &cfg, e);
-    kd_config_free(&cfg);
-    if (s != KD_OK) kd_err_prefix(e, "%s", cfg_path);
+    return m;
+}
+
+/* Weights of the configured model m from path; m is freed on failure. */
+static kd_status model_finish(kd_ctx *ctx, const char *path, const kd_model_kind *k, kd_model_base *m, kd_status s,
+                              void **out) {
+    kd_err *e = &ctx->err;
     if (s == KD_OK) s = kd_weights_open(path, &m->w, e);
     if (s == KD_OK) kd_weights_set_q8(m->w, ctx->params.weights == KD_WEIGHTS_Q8);
     if (s == KD_OK) s = k->load_weights(m, e);
@@ -33,6 +30,36 @@ kd_status kd_model_load(kd_ctx *ctx, const char *path, const kd_model_kind *k, v
     }
     *out = m;
     return KD_OK;
+}
+
+kd_status kd_model_load(kd_ctx *ctx, const char *path, const kd_model_kind *k, void **out) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!path || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "%s: NULL path or output", k->name);
+    *out = NULL;
+    kd_err *e = &ctx->err;
+    char cfg_path[4096];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", path);
+    kd_config cfg;
+    KD_TRY(kd_config_load(cfg_path, &cfg, e));
+    kd_model_base *m = model_new(ctx, k);
+    if (!m) {
+        kd_config_free(&cfg);
+        return KD_ERR_OOM;
+    }
+    kd_status s = k->read_config(m, &cfg, e);
+    kd_config_free(&cfg);
+    if (s != KD_OK) kd_err_prefix(e, "%s", cfg_path);
+    return model_finish(ctx, path, k, m, s, out);
+}
+
+kd_status kd_model_load_init(kd_ctx *ctx, const char *path, const kd_model_kind *k,
+                             kd_status (*init)(void *model, const void *arg, kd_err *e), const void *arg, void **out) {
+    if (!ctx) return KD_ERR_INVALID_ARG;
+    if (!path || !out || !init) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "%s: NULL path or output", k->name);
+    *out = NULL;
+    kd_model_base *m = model_new(ctx, k);
+    if (!m) return KD_ERR_OOM;
+    return model_finish(ctx, path, k, m, init(m, arg, &ctx->err), out);
 }
 
 void kd_model_free(void *model, const kd_model_kind *k) {

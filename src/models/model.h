@@ -39,6 +39,11 @@ typedef struct kd_model_kind {
 /* <path>/config.json + the weights in <path> → *out (NULL on failure, with the message on ctx). */
 kd_status kd_model_load(kd_ctx *ctx, const char *path, const kd_model_kind *kind, void **out);
 void kd_model_free(void *model, const kd_model_kind *kind);
+/* The same for a checkpoint without config.json (e.g. Kandinsky 2.0's vae.ckpt, whose
+ * configuration is the original code's): init fills the zeroed model in place of read_config;
+ * path is the weights file or folder. */
+kd_status kd_model_load_init(kd_ctx *ctx, const char *path, const kd_model_kind *kind,
+                             kd_status (*init)(void *model, const void *arg, kd_err *e), const void *arg, void **out);
 
 /* Host scratch of at least `bytes`, 64-byte aligned, kept for the model's lifetime (NULL + message
  * on failure); each call may move it. */

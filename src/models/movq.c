@@ -1,4 +1,6 @@
-/* MoVQ: diffusers VQModel with norm_type "spatial" (Kandinsky 2.1 / 2.2 autoencoder).
+/* MoVQ: diffusers VQModel with norm_type "spatial" (Kandinsky 2.1 / 2.2 autoencoder), and the same
+ * encoder / decoder as ldm's AutoencoderKL (Kandinsky 2.0: vae.ckpt in the original naming; the
+ * decoder's norms plain GroupNorms, the encoder giving mean and log-variance; see "KL" below).
  * Spec: shared/reference/kandinsky-2x-spec.md §2.2, §3.5, §8.1–8.2.
  *
  * Encoder: conv_in → down blocks (ResnetBlock2D ×L [+ single-head attention], stride-2 conv after
@@ -21,6 +23,29 @@
 #define MOVQ_MAX_LEVELS 8
 #define MOVQ_EPS 1e-6f
 #define SPATIAL_GROUPS 32
+
+/* Where the checkpoint keeps each module: diffusers' names or the original (ldm / taming) ones.
+ * Formats take (level, layer); ldm numbers the decoder's levels from the lowest resolution up. */
+typedef struct vae_names {
+    const char *down_res, *down_attn, *down_sampler, *up_res, *up_attn, *up_sampler;
+    int up_reversed;
+    const char *mid_res0, *mid_res1, *mid_attn; /* after "<encoder|decoder>.<mid>" */
+    const char *enc_mid, *dec_mid, *enc_norm_out, *dec_norm_out, *shortcut;
+    const char *attn_norm, *q, *k, *v, *out; /* attn_norm: the GroupNorm of a non-spatial attention */
+    int attn_1x1;                            /* q/k/v/out are 1×1 convolutions, not Linear */
+} vae_names;
+
+static const vae_names names_diffusers = {
+    "encoder.down_blocks.%d.resnets.%d", "encoder.down_blocks.%d.attentions.%d", "encoder.down_blocks.%d.downsamplers.0.conv",
+    "decoder.up_blocks.%d.resnets.%d", "decoder.up_blocks.%d.attentions.%d", "decoder.up_blocks.%d.upsamplers.0.conv", 0,
+    "resnets.0", "resnets.1", "attentions.0", "encoder.mid_block", "decoder.mid_block", "encoder.conv_norm_out",
+    "decoder.conv_norm_out", "conv_shortcut", "group_norm", "to_q", "to_k", "to_v", "to_out.0", 0};
+
+static const vae_names names_ldm = {
+    "encoder.down.%d.block.%d", "encoder.down.%d.attn.%d", "encoder.down.%d.downsample.conv",
+    "decoder.up.%d.block.%d", "decoder.up.%d.attn.%d", "decoder.up.%d.upsample.conv", 1,
+    "block_1", "block_2", "attn_1", "encoder.mid", "decoder.mid", "encoder.norm_out", "decoder.norm_out",
+    "nin_shortcut", "norm", "q", "k", "v", "proj_out", 1};
 
 /* GroupNorm (encoder) or SpatialNorm (decoder: norm_layer + conv_y / conv_b on zq). */
 typedef struct movq_norm {
@@ -62,8 +87,10 @@ typedef struct movq_mid {
 
 struct kd_movq {
     kd_model_base base; /* its arena holds the activations of one encode/decode call */
-    /* config */
-    int64_t in_channels, out_channels, latent_channels, vq_embed_dim;
+    const vae_names *nm;
+    int kl; /* AutoencoderKL: plain decoder norms; encoder conv_out / quant_conv give mean and logvar */
+    /* config (KL: latent_channels = embed_dim, z_channels the encoder / decoder side) */
+    int64_t in_channels, out_channels, latent_channels, vq_embed_dim, z_channels;
     int n_levels, layers_per_block, groups, mid_attention;
     int64_t block_out[MOVQ_MAX_LEVELS];
     int down_attn[MOVQ_MAX_LEVELS], up_attn[MOVQ_MAX_LEVELS];
@@ -72,11 +99,11 @@ struct kd_movq {
     movq_block down[MOVQ_MAX_LEVELS];
     movq_mid enc_mid;
     movq_norm enc_norm_out;       /* encoder.conv_norm_out: GroupNorm(block_out[-1]) */
-    kd_conv2d_layer enc_conv_out; /* encoder.conv_out: [latent_channels, block_out[-1], 3, 3] */
-    kd_conv2d_layer quant_conv;   /* [vq_embed_dim, latent_channels, 1, 1] */
+    kd_conv2d_layer enc_conv_out; /* encoder.conv_out: [moments·z_channels, block_out[-1], 3, 3] */
+    kd_conv2d_layer quant_conv;   /* [moments·vq_embed_dim, moments·z_channels, 1, 1] (moments: 2 for KL, else 1) */
     /* decoder */
-    kd_conv2d_layer post_quant_conv; /* [latent_channels, vq_embed_dim, 1, 1] */
-    kd_conv2d_layer dec_conv_in;     /* decoder.conv_in: [block_out[-1], latent_channels, 3, 3] */
+    kd_conv2d_layer post_quant_conv; /* [z_channels, vq_embed_dim, 1, 1] */
+    kd_conv2d_layer dec_conv_in;     /* decoder.conv_in: [block_out[-1], z_channels, 3, 3] */
     movq_mid dec_mid;
     movq_block up[MOVQ_MAX_LEVELS];
     movq_norm dec_norm_out;          /* decoder.conv_norm_out: SpatialNorm(block_out[0]) */
@@ -232,7 +259,8 @@ static kd_status conv_map(kd_backend *be, kd_arena *a, const kd_conv2d_layer *l,
     return KD_OK;
 }
 
-/* image x[B, in_channels, H, W] → latents[B, vq_embed_dim, h, w] (unquantized). */
+/* image x[B, in_channels, H, W] → latents[B, vq_embed_dim, h, w] (unquantized; KL: the moments,
+ * [B, 2·embed_dim, h, w], mean then log-variance). */
 static kd_status encode_impl(kd_backend *be, kd_movq *m, fmap x, float *latents, kd_err *e) {
     kd_arena *a = &m->base.arena;
     kd_arena_mark base = kd_arena_get_mark(a); /* x itself is the caller's buffer */
@@ -325,15 +353,56 @@ static kd_status check_decode(const kd_movq *m, int lat_h, int lat_w, kd_err *e)
     return KD_OK;
 }
 
+/* KL: latents = the posterior's mean, moments[:, :embed_dim] of each sample. */
+static kd_status kl_mean(kd_backend *be, kd_movq *m, fmap x, float *latents, kd_err *e) {
+    int lh, lw;
+    kd_movq_latent_size(m, (int)x.H, (int)x.W, &lh, &lw);
+    size_t plane = (size_t)m->latent_channels * lh * lw;
+    float *mom = kd_arena_floats(&m->base.arena, 2 * plane * (size_t)x.B, e);
+    if (!mom) return KD_ERR_OOM;
+    KD_TRY(encode_impl(be, m, x, mom, e));
+    for (int64_t b = 0; b < x.B; b++) KD_TRY(kd_copy(be, latents + b * plane, mom + 2 * b * plane, plane * sizeof(float), e));
+    return KD_OK;
+}
+
 kd_status kd_movq_encode_be(kd_movq *m, kd_backend *be, const float *image, int batch, int height, int width,
                             float *latents, kd_err *e) {
     KD_TRY(check_encode(m, height, width, e));
     fmap x = {(float *)image, batch, m->in_channels, height, width};
-    kd_status s = encode_impl(be, m, x, latents, e);
+    kd_status s = m->kl ? kl_mean(be, m, x, latents, e) : encode_impl(be, m, x, latents, e);
     kd_arena_reset(&m->base.arena);
-    if (s != KD_OK) kd_err_prefix(e, "movq encode");
+    if (s != KD_OK) kd_err_prefix(e, "%s encode", m->kl ? "autoencoder_kl" : "movq");
     return s;
 }
+
+kd_status kd_vae_kl_moments_be(kd_movq *m, kd_backend *be, const float *image, int batch, int height, int width,
+                               float *moments, kd_err *e) {
+    if (!m->kl) return kd_errf(e, KD_ERR_INVALID_ARG, "moments: the autoencoder is a MoVQ, not an AutoencoderKL");
+    KD_TRY(check_encode(m, height, width, e));
+    fmap x = {(float *)image, batch, m->in_channels, height, width};
+    kd_status s = encode_impl(be, m, x, moments, e);
+    kd_arena_reset(&m->base.arena);
+    if (s != KD_OK) kd_err_prefix(e, "autoencoder_kl encode");
+    return s;
+}
+
+void kd_vae_kl_sample(const float *moments, int batch, int channels, int64_t hw, const float *noise, float *z) {
+    for (int64_t b = 0; b < batch; b++) {
+        const float *mean = moments + b * 2 * channels * hw, *logvar = mean + channels * hw;
+        float *o = z + b * channels * hw;
+        const float *nz = noise ? noise + b * channels * hw : NULL;
+        for (int64_t i = 0; i < channels * hw; i++) {
+            if (!nz) {
+                o[i] = mean[i];
+                continue;
+            }
+            float lv = logvar[i] < -30.0f ? -30.0f : logvar[i] > 20.0f ? 20.0f : logvar[i];
+            o[i] = mean[i] + expf(0.5f * lv) * nz[i];
+        }
+    }
+}
+
+int kd_movq_is_kl(const kd_movq *m) { return m->kl; }
 
 kd_status kd_movq_decode_be(kd_movq *m, kd_backend *be, const float *latents, int batch, int lat_h, int lat_w,
                             float *image, kd_err *e) {
@@ -341,7 +410,7 @@ kd_status kd_movq_decode_be(kd_movq *m, kd_backend *be, const float *latents, in
     fmap z = {(float *)latents, batch, m->latent_channels, lat_h, lat_w};
     kd_status s = decode_impl(be, m, z, image, e);
     kd_arena_reset(&m->base.arena);
-    if (s != KD_OK) kd_err_prefix(e, "movq decode");
+    if (s != KD_OK) kd_err_prefix(e, "%s decode", m->kl ? "autoencoder_kl" : "movq");
     return s;
 }
 
@@ -391,6 +460,7 @@ static kd_status norm_load(kd_weights *w, const char *name, int spatial, int64_t
     char buf[KD_NAME_MAX];
     n->spatial = spatial;
     if (!spatial) return kd_group_norm_layer_load(w, name, C, groups, MOVQ_EPS, &n->gn, e);
+    /* SpatialNorm: diffusers' names only (the original MoVQ checkpoints are not read here) */
     KD_TRY(kd_group_norm_layer_load(w, kd_name(buf, name, "norm_layer"), C, SPATIAL_GROUPS, MOVQ_EPS, &n->gn, e));
     KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv_y"), Cz, C, 1, 1, 0, 1, &n->conv_y, e));
     return kd_conv2d_layer_load(w, kd_name(buf, name, "conv_b"), Cz, C, 1, 1, 0, 1, &n->conv_b, e);
@@ -407,29 +477,32 @@ static kd_status resnet_load(kd_weights *w, const char *name, const kd_movq *m, 
     KD_TRY(norm_load(w, kd_name(buf, name, "norm2"), spatial, cout, m->groups, m->latent_channels, &r->norm2, e));
     KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv2"), cout, cout, 3, 1, 1, 1, &r->conv2, e));
     if (r->has_shortcut)
-        KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, "conv_shortcut"), cin, cout, 1, 1, 0, 1, &r->conv_shortcut, e));
+        KD_TRY(kd_conv2d_layer_load(w, kd_name(buf, name, m->nm->shortcut), cin, cout, 1, 1, 0, 1, &r->conv_shortcut, e));
     return KD_OK;
 }
 
 static kd_status attn_load(kd_weights *w, const char *name, const kd_movq *m, int spatial, int64_t C, movq_attn *at,
                            kd_err *e) {
     char buf[KD_NAME_MAX];
+    const vae_names *nm = m->nm;
     at->C = C;
-    KD_TRY(norm_load(w, kd_name(buf, name, spatial ? "spatial_norm" : "group_norm"), spatial, C, m->groups,
+    KD_TRY(norm_load(w, kd_name(buf, name, spatial ? "spatial_norm" : nm->attn_norm), spatial, C, m->groups,
                      m->latent_channels, &at->norm, e));
-    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_q"), C, C, 1, &at->to_q, e));
-    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_k"), C, C, 1, &at->to_k, e));
-    KD_TRY(kd_linear_layer_load(w, kd_name(buf, name, "to_v"), C, C, 1, &at->to_v, e));
-    return kd_linear_layer_load(w, kd_name(buf, name, "to_out.0"), C, C, 1, &at->to_out, e);
+    kd_status (*lin)(kd_weights *, const char *, int64_t, int64_t, int, kd_linear_layer *, kd_err *) =
+        nm->attn_1x1 ? kd_linear_layer_load_1x1 : kd_linear_layer_load;
+    KD_TRY(lin(w, kd_name(buf, name, nm->q), C, C, 1, &at->to_q, e));
+    KD_TRY(lin(w, kd_name(buf, name, nm->k), C, C, 1, &at->to_k, e));
+    KD_TRY(lin(w, kd_name(buf, name, nm->v), C, C, 1, &at->to_v, e));
+    return lin(w, kd_name(buf, name, nm->out), C, C, 1, &at->to_out, e);
 }
 
 static kd_status mid_load(kd_weights *w, const char *name, const kd_movq *m, int spatial, movq_mid *mid, kd_err *e) {
     char buf[KD_NAME_MAX];
     int64_t C = m->block_out[m->n_levels - 1];
     mid->has_attn = m->mid_attention;
-    KD_TRY(resnet_load(w, kd_namef(buf, "%s.resnets.0", name), m, spatial, C, C, &mid->res[0], e));
-    KD_TRY(resnet_load(w, kd_namef(buf, "%s.resnets.1", name), m, spatial, C, C, &mid->res[1], e));
-    if (mid->has_attn) KD_TRY(attn_load(w, kd_namef(buf, "%s.attentions.0", name), m, spatial, C, &mid->attn, e));
+    KD_TRY(resnet_load(w, kd_name(buf, name, m->nm->mid_res0), m, spatial, C, C, &mid->res[0], e));
+    KD_TRY(resnet_load(w, kd_name(buf, name, m->nm->mid_res1), m, spatial, C, C, &mid->res[1], e));
+    if (mid->has_attn) KD_TRY(attn_load(w, kd_name(buf, name, m->nm->mid_attn), m, spatial, C, &mid->attn, e));
     return KD_OK;
 }
 
@@ -444,15 +517,12 @@ static kd_status down_load(kd_weights *w, kd_movq *m, int i, kd_err *e) {
     b->attn = m->down_attn[i] ? calloc((size_t)b->n_layers, sizeof *b->attn) : NULL;
     if (!b->resnets || (m->down_attn[i] && !b->attn)) return kd_errf(e, KD_ERR_OOM, "out of memory");
     for (int l = 0; l < b->n_layers; l++) {
-        KD_TRY(resnet_load(w, kd_namef(buf, "encoder.down_blocks.%d.resnets.%d", i, l), m, 0, l ? cout : cin, cout,
-                           &b->resnets[l], e));
-        if (b->attn)
-            KD_TRY(attn_load(w, kd_namef(buf, "encoder.down_blocks.%d.attentions.%d", i, l), m, 0, cout, &b->attn[l], e));
+        KD_TRY(resnet_load(w, kd_namef(buf, m->nm->down_res, i, l), m, 0, l ? cout : cin, cout, &b->resnets[l], e));
+        if (b->attn) KD_TRY(attn_load(w, kd_namef(buf, m->nm->down_attn, i, l), m, 0, cout, &b->attn[l], e));
     }
     b->has_sampler = i < m->n_levels - 1;
     if (b->has_sampler) {
-        KD_TRY(kd_conv2d_layer_load(w, kd_namef(buf, "encoder.down_blocks.%d.downsamplers.0.conv", i), cout, cout, 3, 2,
-                                    0, 1, &b->sampler, e));
+        KD_TRY(kd_conv2d_layer_load(w, kd_namef(buf, m->nm->down_sampler, i), cout, cout, 3, 2, 0, 1, &b->sampler, e));
         b->sampler.p = (kd_conv2d_params){2, 0, 1, 0, 1}; /* F.pad(x, (0, 1, 0, 1)) then conv */
     }
     return KD_OK;
@@ -462,7 +532,8 @@ static kd_status down_load(kd_weights *w, kd_movq *m, int i, kd_err *e) {
 static kd_status up_load(kd_weights *w, kd_movq *m, int i, kd_err *e) {
     char buf[KD_NAME_MAX];
     movq_block *b = &m->up[i];
-    int L = m->n_levels;
+    int L = m->n_levels, at = m->nm->up_reversed ? L - 1 - i : i; /* the checkpoint's index of this level */
+    int spatial = !m->kl;
     int64_t cprev = m->block_out[L - 1 - (i ? i - 1 : 0)], cout = m->block_out[L - 1 - i];
     b->n_layers = m->layers_per_block + 1;
     b->cout = cout;
@@ -470,15 +541,12 @@ static kd_status up_load(kd_weights *w, kd_movq *m, int i, kd_err *e) {
     b->attn = m->up_attn[i] ? calloc((size_t)b->n_layers, sizeof *b->attn) : NULL;
     if (!b->resnets || (m->up_attn[i] && !b->attn)) return kd_errf(e, KD_ERR_OOM, "out of memory");
     for (int l = 0; l < b->n_layers; l++) {
-        KD_TRY(resnet_load(w, kd_namef(buf, "decoder.up_blocks.%d.resnets.%d", i, l), m, 1, l ? cout : cprev, cout,
-                           &b->resnets[l], e));
-        if (b->attn)
-            KD_TRY(attn_load(w, kd_namef(buf, "decoder.up_blocks.%d.attentions.%d", i, l), m, 1, cout, &b->attn[l], e));
+        KD_TRY(resnet_load(w, kd_namef(buf, m->nm->up_res, at, l), m, spatial, l ? cout : cprev, cout, &b->resnets[l], e));
+        if (b->attn) KD_TRY(attn_load(w, kd_namef(buf, m->nm->up_attn, at, l), m, spatial, cout, &b->attn[l], e));
     }
     b->has_sampler = i < L - 1;
     if (b->has_sampler)
-        KD_TRY(kd_conv2d_layer_load(w, kd_namef(buf, "decoder.up_blocks.%d.upsamplers.0.conv", i), cout, cout, 3, 1, 1,
-                                    1, &b->sampler, e));
+        KD_TRY(kd_conv2d_layer_load(w, kd_namef(buf, m->nm->up_sampler, at), cout, cout, 3, 1, 1, 1, &b->sampler, e));
     return KD_OK;
 }
 
@@ -532,6 +600,8 @@ static kd_status read_config(kd_movq *m, const kd_config *cfg, kd_err *e) {
                        (long long)m->vq_embed_dim, (long long)m->latent_channels);
     m->layers_per_block = (int)lpb;
     m->groups = (int)groups;
+    m->nm = &names_diffusers;
+    m->z_channels = m->latent_channels;
     KD_TRY(kd_config_str_or(cfg, "norm_type", "group", &s, e));
     if (strcmp(s, "spatial"))
         return kd_errf(e, KD_ERR_UNSUPPORTED, "norm_type '%s': only the Kandinsky MoVQ (\"spatial\") is supported", s);
@@ -544,20 +614,20 @@ static kd_status read_config(kd_movq *m, const kd_config *cfg, kd_err *e) {
 
 static kd_status load_all(kd_movq *m, kd_err *e) {
     kd_weights *w = m->base.w;
-    int L = m->n_levels;
-    int64_t top = m->block_out[L - 1];
+    const vae_names *nm = m->nm;
+    int L = m->n_levels, spatial = !m->kl;
+    int64_t top = m->block_out[L - 1], mo = m->kl ? 2 : 1, Z = m->z_channels;
     KD_TRY(kd_conv2d_layer_load(w, "encoder.conv_in", m->in_channels, m->block_out[0], 3, 1, 1, 1, &m->enc_conv_in, e));
     for (int i = 0; i < L; i++) KD_TRY(down_load(w, m, i, e));
-    KD_TRY(mid_load(w, "encoder.mid_block", m, 0, &m->enc_mid, e));
-    KD_TRY(norm_load(w, "encoder.conv_norm_out", 0, top, m->groups, 0, &m->enc_norm_out, e));
-    KD_TRY(kd_conv2d_layer_load(w, "encoder.conv_out", top, m->latent_channels, 3, 1, 1, 1, &m->enc_conv_out, e));
-    KD_TRY(kd_conv2d_layer_load(w, "quant_conv", m->latent_channels, m->vq_embed_dim, 1, 1, 0, 1, &m->quant_conv, e));
-    KD_TRY(kd_conv2d_layer_load(w, "post_quant_conv", m->vq_embed_dim, m->latent_channels, 1, 1, 0, 1,
-                                &m->post_quant_conv, e));
-    KD_TRY(kd_conv2d_layer_load(w, "decoder.conv_in", m->latent_channels, top, 3, 1, 1, 1, &m->dec_conv_in, e));
-    KD_TRY(mid_load(w, "decoder.mid_block", m, 1, &m->dec_mid, e));
+    KD_TRY(mid_load(w, nm->enc_mid, m, 0, &m->enc_mid, e));
+    KD_TRY(norm_load(w, nm->enc_norm_out, 0, top, m->groups, 0, &m->enc_norm_out, e));
+    KD_TRY(kd_conv2d_layer_load(w, "encoder.conv_out", top, mo * Z, 3, 1, 1, 1, &m->enc_conv_out, e));
+    KD_TRY(kd_conv2d_layer_load(w, "quant_conv", mo * Z, mo * m->vq_embed_dim, 1, 1, 0, 1, &m->quant_conv, e));
+    KD_TRY(kd_conv2d_layer_load(w, "post_quant_conv", m->vq_embed_dim, Z, 1, 1, 0, 1, &m->post_quant_conv, e));
+    KD_TRY(kd_conv2d_layer_load(w, "decoder.conv_in", Z, top, 3, 1, 1, 1, &m->dec_conv_in, e));
+    KD_TRY(mid_load(w, nm->dec_mid, m, spatial, &m->dec_mid, e));
     for (int i = 0; i < L; i++) KD_TRY(up_load(w, m, i, e));
-    KD_TRY(norm_load(w, "decoder.conv_norm_out", 1, m->block_out[0], m->groups, m->latent_channels, &m->dec_norm_out, e));
+    KD_TRY(norm_load(w, nm->dec_norm_out, spatial, m->block_out[0], m->groups, m->latent_channels, &m->dec_norm_out, e));
     return kd_conv2d_layer_load(w, "decoder.conv_out", m->block_out[0], m->out_channels, 3, 1, 1, 1, &m->dec_conv_out, e);
 }
 
@@ -584,3 +654,50 @@ void kd_movq_free(kd_movq *m) { kd_model_free(m, &movq_kind); }
 kd_status kd_movq_load(kd_ctx *ctx, const char *path, kd_movq **out) {
     return kd_model_load(ctx, path, &movq_kind, (void **)out);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * KL: ldm's AutoencoderKL from its original checkpoint and the original code's ddconfig
+ * ------------------------------------------------------------------------------------------- */
+
+static kd_status kl_init(void *model, const void *arg, kd_err *e) {
+    kd_movq *m = model;
+    const kd_ldm_kl_config *c = arg;
+    if (c->n_levels < 1 || c->n_levels > MOVQ_MAX_LEVELS || c->ch < 1 || c->ch > 65536 || c->num_res_blocks < 1 ||
+        c->num_res_blocks > 64 || c->z_channels < 1 || c->z_channels > 1024 || c->embed_dim < 1 ||
+        c->embed_dim > 1024 || c->in_channels < 1 || c->in_channels > 64 || c->out_ch < 1 || c->out_ch > 64 ||
+        c->n_attn < 0 || c->n_attn > MOVQ_MAX_LEVELS || c->resolution < 1)
+        return kd_errf(e, KD_ERR_INVALID_ARG, "autoencoder_kl: implausible ddconfig");
+    if (c->ch_mult[0] != 1)
+        return kd_errf(e, KD_ERR_UNSUPPORTED, "autoencoder_kl: ch_mult[0] = %d (only 1 is supported)", c->ch_mult[0]);
+    m->nm = &names_ldm;
+    m->kl = 1;
+    m->n_levels = c->n_levels;
+    for (int i = 0; i < c->n_levels; i++) {
+        m->block_out[i] = (int64_t)c->ch * c->ch_mult[i];
+        if (c->ch_mult[i] < 1 || m->block_out[i] > 65536 || m->block_out[i] % SPATIAL_GROUPS)
+            return kd_errf(e, KD_ERR_UNSUPPORTED, "autoencoder_kl: ch·ch_mult[%d] = %lld is not a positive multiple of %d",
+                           i, (long long)m->block_out[i], SPATIAL_GROUPS);
+        /* attention at the levels whose resolution is listed (ldm counts from `resolution` down) */
+        int res_down = c->resolution >> i, res_up = c->resolution >> (c->n_levels - 1 - i);
+        for (int k = 0; k < c->n_attn; k++) {
+            if (c->attn_resolutions[k] == res_down) m->down_attn[i] = 1;
+            if (c->attn_resolutions[k] == res_up) m->up_attn[i] = 1;
+        }
+    }
+    m->layers_per_block = c->num_res_blocks;
+    m->groups = SPATIAL_GROUPS; /* ldm's Normalize: GroupNorm(32, eps 1e-6) */
+    m->mid_attention = 1;
+    m->in_channels = c->in_channels;
+    m->out_channels = c->out_ch;
+    m->z_channels = c->z_channels;
+    m->latent_channels = m->vq_embed_dim = c->embed_dim;
+    return KD_OK;
+}
+
+kd_status kd_vae_kl_load_ldm(kd_ctx *ctx, const char *ckpt, const kd_ldm_kl_config *cfg, kd_movq **out) {
+    return kd_model_load_init(ctx, ckpt, &movq_kind, kl_init, cfg, (void **)out);
+}
+
+const kd_ldm_kl_config kd_ldm_kl_config_2_0 = {
+    .ch = 128, .n_levels = 4, .ch_mult = {1, 2, 4, 4}, .num_res_blocks = 2, .resolution = 256, .n_attn = 0,
+    .in_channels = 3, .out_ch = 3, .z_channels = 4, .embed_dim = 4};

@@ -68,6 +68,19 @@ kd_status kd_conv2d_layer_forward(kd_backend *be, const kd_conv2d_layer *l, floa
     return kd_conv2d(be, y, x, B, l->cin, H, W, &l->weight, l->bias, &l->p, e);
 }
 
+kd_status kd_linear_layer_load_1x1(kd_weights *w, const char *name, int64_t in, int64_t out, int has_bias,
+                                   kd_linear_layer *l, kd_err *e) {
+    char buf[KD_NAME_MAX];
+    int64_t shape[4] = {out, in, 1, 1};
+    l->in = in;
+    l->out = out;
+    l->bias = NULL;
+    KD_TRY(bind_weight(w, kd_name(buf, name, "weight"), 4, shape, &l->weight, e));
+    l->weight.ndim = 2; /* the same bytes as [out, in] */
+    if (has_bias) KD_TRY(bind_vector(w, kd_name(buf, name, "bias"), out, &l->bias, e));
+    return KD_OK;
+}
+
 kd_status kd_linear_layer_load(kd_weights *w, const char *name, int64_t in, int64_t out, int has_bias,
                                kd_linear_layer *l, kd_err *e) {
     char buf[KD_NAME_MAX];

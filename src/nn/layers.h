@@ -40,6 +40,10 @@ void kd_conv2d_layer_out_size(const kd_conv2d_layer *l, int64_t H, int64_t W, in
 
 kd_status kd_linear_layer_load(kd_weights *w, const char *name, int64_t in, int64_t out, int has_bias,
                                kd_linear_layer *l, kd_err *e);
+/* The same from a 1×1 convolution's weight [out, in, 1, 1] (ldm's attention q/k/v/proj_out), applied
+ * to tokens instead of an NCHW map. */
+kd_status kd_linear_layer_load_1x1(kd_weights *w, const char *name, int64_t in, int64_t out, int has_bias,
+                                   kd_linear_layer *l, kd_err *e);
 /* y[M,out] = x[M,in]·Wᵀ + b */
 kd_status kd_linear_layer_forward(kd_backend *be, const kd_linear_layer *l, float *y, const float *x, int64_t M,
                                   kd_err *e);
