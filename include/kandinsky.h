@@ -160,9 +160,19 @@ typedef struct kd_unet_cond {
     const float *encoder_hidden_states; /* 2.1 only: [batch, text_len, encoder_hid_dim] XLM-R states */
     int text_len;                       /* 2.1 only: tokens in encoder_hidden_states (77 in the pipelines) */
     const float *hint;                  /* ControlNet only: [batch, 3, 8·h, 8·w] in [0, 1] */
+    /* 2.0 (kd_unet_load_2_0): text_embeds = mCLIP pooled [batch, 640], encoder_hidden_states =
+     * XLM-R states [batch, text_len, 1024], and the mT5 states here; image_embeds is unused. */
+    const float *encoder_hidden_states2; /* 2.0 only: [batch, text_len2, 512] mT5 last_hidden_state */
+    int text_len2;
 } kd_unet_cond;
 
 kd_status kd_unet_load(kd_ctx *ctx, const char *path, kd_unet **out);
+/* Kandinsky 2.0's U-Net from its original checkpoint (Kandinsky-2-0.pt, or -inpainting.pt with
+ * in_channels 9) in the original (guided-diffusion) names, with the original code's configuration
+ * (configs.py CONFIG_2_0): model_channels 384, channel_mult 1,2,3,4, 3 res blocks, attention at
+ * 32,16,8 of 64, 64 channels per head, model_dim 768, conditioning from mCLIP (1024 / 640) and mT5
+ * (512). kd_unet_cond for it: see encoder_hidden_states2. */
+kd_status kd_unet_load_2_0(kd_ctx *ctx, const char *path, int in_channels, kd_unet **out);
 void kd_unet_free(kd_unet *u);
 /* Channels of the `sample` argument (4; 9 for inpainting: latents + masked latents + mask; the
  * ControlNet U-Net takes 4 and concatenates the hint features itself). */

@@ -22,11 +22,9 @@ static const kd_ldm_kl_config tiny = {.ch = 32, .n_levels = 2, .ch_mult = {1, 2}
                                       .out_ch = 3, .z_channels = 4, .embed_dim = 4};
 
 static const float *tensor(const kd_st_file *f, const char *name, size_t *n) {
-    const kd_st_tensor *t = kd_st_find(f, name);
-    TEST_CHECK(t && t->t.dtype == KD_F32, "cases: %s", name);
-    if (!t || t->t.dtype != KD_F32) return NULL;
-    *n = (size_t)kd_tensor_numel(&t->t);
-    return t->t.data;
+    const float *p = kt_f32_tensor(f, name, n);
+    TEST_CHECK(p != NULL, "cases: %s", name);
+    return p;
 }
 
 int main(void) {

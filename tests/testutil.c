@@ -153,13 +153,17 @@ double kt_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-const float *kt_case_tensor(const struct kd_st_file *f, int i, const char *what, size_t *n) {
-    char name[64];
-    snprintf(name, sizeof name, "case%d.%s", i, what);
-    const kd_st_tensor *t = kd_st_find(f, name);
+const float *kt_f32_tensor(const struct kd_st_file *f, const char *name, size_t *n) {
+    const kd_st_tensor *t = f ? kd_st_find(f, name) : NULL;
     if (!t || t->t.dtype != KD_F32) return NULL;
     *n = (size_t)kd_tensor_numel(&t->t);
     return t->t.data;
+}
+
+const float *kt_case_tensor(const struct kd_st_file *f, int i, const char *what, size_t *n) {
+    char name[64];
+    snprintf(name, sizeof name, "case%d.%s", i, what);
+    return kt_f32_tensor(f, name, n);
 }
 
 size_t kt_put_utf8(uint32_t c, char *o) {

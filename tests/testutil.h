@@ -53,6 +53,8 @@ double kt_now(void);
 
 struct kd_st_file;
 /* Tensor "case<i>.<what>" of a pipeline fixture file (its data, F32), NULL if absent. */
+/* The F32 tensor `name` of a fixture file (NULL if absent or not F32; f may be NULL); *n = its numel. */
+const float *kt_f32_tensor(const struct kd_st_file *f, const char *name, size_t *n);
 const float *kt_case_tensor(const struct kd_st_file *f, int i, const char *what, size_t *n);
 
 /* Simple deterministic RNG for tests that need random inputs (not torch-compatible). */

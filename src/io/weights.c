@@ -30,6 +30,8 @@ struct kd_weights {
     size_t n;
     kd_config index; /* root == NULL unless sharded */
     int want_q8;     /* kd_weights_set_q8 */
+    kd_st_tensor **derived; /* kd_weights_derive's tensors (name, and data when gathered), owned */
+    size_t n_derived;
 };
 
 /* Names tried in a component folder, in order (diffusers' own order, then its fp16 variant);
@@ -328,12 +330,93 @@ void kd_weights_close(kd_weights *w) {
         if (w->tz[i]) kd_tz_close(w->tz[i]);
         else kd_st_close(w->files[i]);
     }
+    for (size_t i = 0; i < w->n_derived; i++) {
+        kd_st_tensor *t = w->derived[i];
+        free(t->name);
+        if (t->offset == UINT64_MAX) free(t->t.data); /* gathered rows (aliases point into the files) */
+        free(t);
+    }
+    free(w->derived);
     free(w->ents);
     free(w->files);
     free(w->tz);
     kd_config_free(&w->index);
     free(w->path);
     free(w);
+}
+
+/* ---- derived tensors ---------------------------------------------------------------------- */
+
+static kd_status derive_one(kd_weights *w, const kd_derive *d, wentry *out, kd_err *e) {
+    const wentry *src = find_entry(w, d->src);
+    if (!src) return kd_errf(e, KD_ERR_NOT_FOUND, "%s: tensor '%s' not found (wanted for '%s')", w->path, d->src, d->name);
+    const kd_tensor *t = &src->t->t;
+    int64_t rows = t->ndim ? t->shape[0] : 1, numel = kd_tensor_numel(t);
+    int64_t row_len = rows ? numel / rows : 0, nb = d->n_blocks ? d->n_blocks : 1, len = d->n_blocks ? d->block_rows : rows;
+    int ndim = d->ndim ? d->ndim : t->ndim; /* 0: the source's shape */
+    const int64_t *shape = d->ndim ? d->shape : t->shape;
+    int64_t want = 1;
+    for (int i = 0; i < ndim; i++) want *= shape[i];
+    int64_t last = d->row0 + (nb - 1) * d->block_stride + len;
+    if (ndim < 0 || ndim > KD_MAX_DIMS || len < 0 || d->row0 < 0 || d->block_stride < 0 || last > rows ||
+        want != nb * len * row_len)
+        return kd_errf(e, KD_ERR_SHAPE, "%s: '%s' (%lld rows of %lld) cannot give '%s' (%lld values from %lld blocks of %lld rows)",
+                       w->path, d->src, (long long)rows, (long long)row_len, d->name, (long long)want, (long long)nb,
+                       (long long)len);
+    kd_st_tensor *n = calloc(1, sizeof *n);
+    if (!n || !(n->name = dupstr(d->name))) {
+        free(n);
+        return kd_errf(e, KD_ERR_OOM, "out of memory");
+    }
+    n->t = *t;
+    n->t.ndim = ndim;
+    for (int i = 0; i < ndim; i++) n->t.shape[i] = shape[i];
+    size_t es = kd_dtype_size(t->dtype), row_bytes = (size_t)row_len * es;
+    n->nbytes = (uint64_t)want * es;
+    if (d->n_blocks == 0 || (nb == 1 && d->row0 == 0 && len == rows)) {
+        n->offset = src->t->offset; /* an alias: the same bytes */
+    } else {
+        uint8_t *buf = malloc(n->nbytes ? n->nbytes : 1);
+        if (!buf) {
+            free(n->name);
+            free(n);
+            return kd_errf(e, KD_ERR_OOM, "%s: out of memory for '%s'", w->path, d->name);
+        }
+        for (int64_t b = 0; b < nb; b++)
+            memcpy(buf + (size_t)(b * len) * row_bytes,
+                   (const uint8_t *)t->data + (size_t)(d->row0 + b * d->block_stride) * row_bytes, (size_t)len * row_bytes);
+        n->t.data = buf;
+        n->offset = UINT64_MAX; /* marks owned data */
+    }
+    w->derived[w->n_derived++] = n;
+    *out = (wentry){.t = n, .file = src->file};
+    return KD_OK;
+}
+
+kd_status kd_weights_derive(kd_weights *w, const kd_derive *list, size_t n, kd_err *e) {
+    if (!w || (n && !list)) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_weights_derive: NULL argument");
+    wentry *ents = realloc(w->ents, (w->n + n + 1) * sizeof *ents);
+    if (ents) w->ents = ents;
+    kd_st_tensor **dv = realloc(w->derived, (w->n_derived + n + 1) * sizeof *dv);
+    if (dv) w->derived = dv;
+    if (!ents || !dv) return kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
+    size_t base = w->n;
+    wentry *fresh = malloc((n ? n : 1) * sizeof *fresh);
+    if (!fresh) return kd_errf(e, KD_ERR_OOM, "%s: out of memory", w->path);
+    kd_status st = KD_OK;
+    size_t k = 0;
+    for (; k < n && st == KD_OK; k++) st = derive_one(w, &list[k], &fresh[k], e); /* lookups see the old set */
+    if (st == KD_OK) {
+        memcpy(w->ents + base, fresh, n * sizeof *fresh);
+        w->n += n;
+        qsort(w->ents, w->n, sizeof *w->ents, cmp_entry);
+        for (size_t i = 1; i < w->n && st == KD_OK; i++)
+            if (strcmp(w->ents[i - 1].t->name, w->ents[i].t->name) == 0)
+                st = kd_errf(e, KD_ERR_FORMAT, "%s: tensor '%s' exists twice (in the file and derived)", w->path,
+                             w->ents[i].t->name);
+    }
+    free(fresh);
+    return st;
 }
 
 /* ---- queries ----------------------------------------------------------------------------- */

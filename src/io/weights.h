@@ -92,6 +92,20 @@ kd_status kd_weights_quantize_q8(kd_weights *w, const char *name, kd_tensor *dst
 /* The q8_0 copy kd_weights_quantize_q8 made of the i-th tensor (1, *q and *scale set), or 0. */
 int kd_weights_q8_at(const kd_weights *w, size_t i, const int8_t **q, const uint16_t **scale);
 
+/* Tensors under other names, for checkpoints in another layout than the one a model binds (e.g.
+ * Kandinsky 2.0's original U-Net names): each entry makes `name` from rows of `src` —
+ * blocks b = 0 .. n_blocks-1 of block_rows rows starting at row row0 + b·block_stride — with the
+ * given shape (ndim 0: src's; its element count must be what the rows hold). n_blocks 0 means all of src: an
+ * alias of the same bytes; a gather is copied into memory owned by w, in src's dtype. Fails
+ * naming the tensor when src is absent, the rows do not fit, or a name would exist twice. */
+typedef struct kd_derive {
+    const char *name, *src;
+    int ndim;
+    int64_t shape[KD_MAX_DIMS];
+    int64_t n_blocks, block_rows, row0, block_stride;
+} kd_derive;
+kd_status kd_weights_derive(kd_weights *w, const kd_derive *list, size_t n, kd_err *e);
+
 /* An f32 copy of a floating-point tensor (any of F32/F16/BF16, any alignment), made once and
  * owned by w (freed by kd_weights_close). If ndim >= 0 the shape is checked as in bind (shape may
  * contain -1). For the small vectors ops take as float* (biases, norm weights). */
