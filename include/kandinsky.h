@@ -327,6 +327,9 @@ typedef struct kd_gen_params {
      * prior. "dpm++2m" at 25 steps gives a usable image in a quarter of the default 100. */
     const char *sampler;
     const char *prior_sampler;
+    /* Kandinsky 2.0 only: the ddim_sampler's η (0.05, the original generate_text2img's default).
+     * 2.0's samplers are "ddim_sampler" (default), "p_sampler" and "plms_sampler". */
+    float eta;
 } kd_gen_params;
 
 /* The sampler names kd_gen_params accepts, as "ddpm, ddim, unclip, dpm++2m, ..." */
@@ -352,18 +355,20 @@ kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const c
 typedef enum kd_model_version {
     KD_MODEL_VERSION_AUTO = 0, /* what the decoder folder says */
     KD_MODEL_VERSION_2_1,
-    KD_MODEL_VERSION_2_2
+    KD_MODEL_VERSION_2_2,
+    KD_MODEL_VERSION_2_0  /* the original 2.0 folder (Kandinsky-2-0.pt, vae.ckpt, text_encoder1/2): no prior */
 } kd_model_version;
 
-const char *kd_model_version_name(kd_model_version v); /* "2.1", "2.2", "auto" */
-/* "2.1", "2.2" or "auto" → *out; -1 for anything else. */
+const char *kd_model_version_name(kd_model_version v); /* "2.0", "2.1", "2.2", "auto" */
+/* "2.0", "2.1", "2.2" or "auto" → *out; -1 for anything else. */
 int kd_model_version_parse(const char *s, kd_model_version *out);
 /* The version a decoder folder holds (KD_ERR_* with a message when its files do not say). */
 kd_status kd_decoder_detect_version(kd_ctx *ctx, const char *decoder_dir, kd_model_version *out);
 /* kd_decoder_detect_version's answer as "2.1" / "2.2"; "2.2" when the folder does not say. */
 const char *kd_decoder_model_version(const char *decoder_dir);
 /* kd_pipeline_load for a given version: AUTO detects it; 2.1 / 2.2 must match what the decoder
- * folder says (KD_ERR_INVALID_ARG naming both otherwise) and decide when it says nothing. */
+ * folder says (KD_ERR_INVALID_ARG naming both otherwise) and decide when it says nothing. A 2.0
+ * folder (detected by its files) needs no prior: prior_dir may then be NULL. */
 kd_status kd_pipeline_load_version(kd_ctx *ctx, const char *prior_dir, const char *decoder_dir,
                                    kd_model_version version, int low_memory, kd_pipeline **out);
 kd_model_version kd_pipeline_model_version(const kd_pipeline *p);

@@ -8,6 +8,7 @@
 
 #include "io/image.h"
 #include "models/unet.h"
+#include "pipeline/k20.h"
 #include "pipeline/pipeline.h"
 #include "text/xlmr_tokenizer.h"
 
@@ -25,6 +26,7 @@ kd_gen_params kd_gen_params_default(void) {
         .num_images = 1,
         .strength = 0.3f,
         .prior_strength = 0.3f,
+        .eta = 0.05f,
     };
     return g;
 }
@@ -149,11 +151,40 @@ static kd_status choose_version(kd_ctx *ctx, const char *decoder_dir, kd_model_v
     return KD_OK;
 }
 
+/* Kandinsky 2.0: one folder, no prior (prior_dir is ignored). */
+static kd_status load_2_0(kd_ctx *ctx, const char *dir, int low_memory, kd_pipeline **out) {
+    kd_pipeline *p = calloc(1, sizeof *p);
+    if (!p || !(p->decoder_dir = strdup(dir))) {
+        free(p);
+        return kd_ctx_fail(ctx, KD_ERR_OOM, "pipeline: out of memory");
+    }
+    p->version = KD_MODEL_VERSION_2_0;
+    p->low_memory = low_memory;
+    kd_status s = kd_k20_load(ctx, dir, low_memory, &p->k20);
+    if (s != KD_OK) {
+        kd_pipeline_free(p);
+        return s;
+    }
+    *out = p;
+    return KD_OK;
+}
+
 kd_status kd_pipeline_load_version(kd_ctx *ctx, const char *prior_dir, const char *decoder_dir,
                                    kd_model_version version, int low_memory, kd_pipeline **out) {
     if (!ctx) return KD_ERR_INVALID_ARG;
-    if (!prior_dir || !decoder_dir || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "pipeline: NULL argument");
+    if (!decoder_dir || !out) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "pipeline: NULL argument");
     *out = NULL;
+    int is20 = kd_k20_is_folder(decoder_dir);
+    if (version == KD_MODEL_VERSION_2_0 && !is20)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG,
+                           "model version 2.0 was asked for, but %s is not a Kandinsky 2.0 folder (vae.ckpt and "
+                           "Kandinsky-2-0.pt or Kandinsky-2-0-inpainting.pt)",
+                           decoder_dir);
+    if (is20 && version != KD_MODEL_VERSION_AUTO && version != KD_MODEL_VERSION_2_0)
+        return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "model version %s was asked for, but %s is Kandinsky 2.0",
+                           kd_model_version_name(version), decoder_dir);
+    if (is20) return load_2_0(ctx, decoder_dir, low_memory, out);
+    if (!prior_dir) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "pipeline: Kandinsky 2.1 / 2.2 need a prior folder");
     if (!kd_version_desc_of(version) && version != KD_MODEL_VERSION_AUTO)
         return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "pipeline: unknown model version %d", (int)version);
     kd_pipeline *p = calloc(1, sizeof *p);
@@ -187,6 +218,7 @@ kd_model_version kd_pipeline_model_version(const kd_pipeline *p) { return p ? p-
 
 void kd_pipeline_free(kd_pipeline *p) {
     if (!p) return;
+    kd_k20_free(p->k20);
     free_prior_stage(p);
     free_decoder_stage(p);
     free(p->prior.zero_embed);
@@ -223,6 +255,7 @@ static kd_status select_samplers(kd_ctx *ctx, kd_pipeline *p, const kd_gen_param
 }
 
 kd_status kd_pipeline_set_decoder_scheduler(kd_ctx *ctx, kd_pipeline *p, const char *subfolder) {
+    if (ctx && p && p->k20) return kd_ctx_fail(ctx, KD_ERR_UNSUPPORTED, "Kandinsky 2.0 has no scheduler folder (its samplers are built in)");
     if (!ctx) return KD_ERR_INVALID_ARG;
     if (!p || !subfolder) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "decoder scheduler: NULL argument");
     /* A plain folder name: no path separators, no "." or ".." */
@@ -306,6 +339,7 @@ kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
                              float *negative_embeds) {
     if (!ctx) return KD_ERR_INVALID_ARG;
     if (!p || !g || !image_embeds || !negative_embeds) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "NULL argument");
+    if (p->k20) return kd_ctx_fail(ctx, KD_ERR_UNSUPPORTED, "Kandinsky 2.0 has no prior (no image embeddings)");
     KD_TRY(check_params(ctx, g));
     kd_rng rng;
     kd_rng_seed(&rng, g->seed);
@@ -315,7 +349,7 @@ kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
 }
 
 int kd_pipeline_embed_dim(kd_ctx *ctx, kd_pipeline *p) {
-    if (!p || load_prior_stage(ctx, p) != KD_OK) return -1;
+    if (!p || p->k20 || load_prior_stage(ctx, p) != KD_OK) return -1;
     return kd_prior_stage_embed_dim(&p->prior);
 }
 
@@ -393,6 +427,13 @@ static kd_status run_decoder(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
 kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_image *images) {
     if (!ctx) return KD_ERR_INVALID_ARG;
     if (!p || !g || !images) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "NULL argument");
+    if (p->k20) {
+        kd_gen_params g20 = *g;
+        g20.sampler = NULL; /* 2.0's sampler names are its own (checked there) */
+        KD_TRY(check_params(ctx, &g20));
+        if (g->mask_image && g->soft_mask) return kd_ctx_fail(ctx, KD_ERR_UNSUPPORTED, "soft_mask is not available for Kandinsky 2.0");
+        return kd_k20_generate(ctx, p->k20, g, images);
+    }
     KD_TRY(check_params(ctx, g));
     for (int i = 0; i < g->num_images; i++) images[i] = (kd_image){0};
     kd_rng rng;

@@ -47,7 +47,10 @@ typedef struct kd_decoder_stage {
     kd_mclip *mclip;
 } kd_decoder_stage;
 
+struct kd_k20;
+
 struct kd_pipeline {
+    struct kd_k20 *k20; /* Kandinsky 2.0 (version 2.0): its own models and loop, pipeline/k20.c */
     char *prior_dir, *decoder_dir;
     char *image_processor_config;
     char *decoder_sched_dir; /* subfolder of decoder_dir; NULL = "scheduler" */

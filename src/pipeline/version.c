@@ -5,11 +5,13 @@
 #include <string.h>
 
 #include "io/config.h"
+#include "pipeline/k20.h"
 #include "pipeline/pipeline.h"
 
 const char *kd_model_version_name(kd_model_version v) {
     switch (v) {
     case KD_MODEL_VERSION_AUTO: return "auto";
+    case KD_MODEL_VERSION_2_0: return "2.0";
     case KD_MODEL_VERSION_2_1: return "2.1";
     case KD_MODEL_VERSION_2_2: return "2.2";
     }
@@ -18,7 +20,8 @@ const char *kd_model_version_name(kd_model_version v) {
 
 int kd_model_version_parse(const char *s, kd_model_version *out) {
     if (!s) return -1;
-    if (!strcmp(s, "2.1")) *out = KD_MODEL_VERSION_2_1;
+    if (!strcmp(s, "2.0")) *out = KD_MODEL_VERSION_2_0;
+    else if (!strcmp(s, "2.1")) *out = KD_MODEL_VERSION_2_1;
     else if (!strcmp(s, "2.2")) *out = KD_MODEL_VERSION_2_2;
     else if (!strcmp(s, "auto")) *out = KD_MODEL_VERSION_AUTO;
     else return -1;
@@ -83,6 +86,10 @@ static kd_status from_unet(const char *dir, kd_model_version *out, kd_err *e) {
 }
 
 kd_status kd_detect_decoder_version(const char *decoder_dir, kd_model_version *out, kd_err *e) {
+    if (kd_k20_is_folder(decoder_dir)) {
+        *out = KD_MODEL_VERSION_2_0;
+        return KD_OK;
+    }
     int r = from_model_index(decoder_dir, out, e);
     if (r < 0) return e ? e->code : KD_ERR_FORMAT;
     return r ? KD_OK : from_unet(decoder_dir, out, e);
