@@ -327,8 +327,11 @@ typedef struct kd_gen_params {
      * prior. "dpm++2m" at 25 steps gives a usable image in a quarter of the default 100. */
     const char *sampler;
     const char *prior_sampler;
-    /* Kandinsky 2.0 only: the ddim_sampler's η (0.05, the original generate_text2img's default).
-     * 2.0's samplers are "ddim_sampler" (default), "p_sampler" and "plms_sampler". */
+    /* Kandinsky 2.0 only: the ddim_sampler's η. 0 (the default) is what the original code runs
+     * whatever its ddim_eta argument says: its generate_img rebinds `sampler` to the sampler object
+     * before testing `sampler == "ddim_sampler"`, so the call that would pass ddim_eta never runs.
+     * Other values run DDIM with that η (beyond the original). 2.0's samplers are "ddim_sampler"
+     * (default), "p_sampler" and "plms_sampler". */
     float eta;
 } kd_gen_params;
 

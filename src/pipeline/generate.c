@@ -26,7 +26,7 @@ kd_gen_params kd_gen_params_default(void) {
         .num_images = 1,
         .strength = 0.3f,
         .prior_strength = 0.3f,
-        .eta = 0.05f,
+        .eta = 0.0f,
     };
     return g;
 }

@@ -5,7 +5,8 @@
  *           full1 = XLM-R states, pooled1 = mCLIP's projection, full2 = mT5 states
  *   latents (h, w) = ceil(side / 64) · 8; the sampler's own randn(2B, 4, h, w), first half used
  *           img2img: z = encode(image).sample()·0.0512 (noise: randn(1, 4, h, w)), then q_sample
- *           at timestep_map[start − 1] (noise: randn_like), start = int(T·(1 − strength));
+ *           at timestep_map[start − 1] (noise: randn_like), start = int(T·(1 − strength₀)) with
+ *           the original's strength₀ = 1 − strength (its strength is the share KEPT);
  *           inpainting: z as img2img; the mask (1 = keep) nearest-resized to the latents and
  *           eroded by prepare_mask; the U-Net gets [x, z·m·m, m]
  *   model   eps = uncond + g·(cond − uncond) on the [cond ; uncond] batch (cond FIRST)
@@ -428,11 +429,20 @@ static kd_status sampler_kind(kd_ctx *ctx, const char *name, kd_g20_kind *out) {
     return KD_OK;
 }
 
-/* Python's int(T·(1 − strength)) with the strength as the decimal the user wrote */
-static int start_step(int T, float strength) {
+/* A float parameter as the decimal the user wrote (0.05f → 0.05): the original computes with
+ * Python floats, and its samplers round their tables to float32, where 0.05f's extra 7e-10
+ * changes σ's last bit. */
+static double as_decimal(float v) {
     char buf[32];
-    snprintf(buf, sizeof buf, "%.7g", (double)strength);
-    return (int)((double)T * (1.0 - strtod(buf, NULL)));
+    snprintf(buf, sizeof buf, "%.7g", (double)v);
+    return strtod(buf, NULL);
+}
+
+/* The original's start_step = int(T·(1 − strength)) where ITS strength is the share of the image
+ * kept (0.7 keeps much), the opposite of ours (diffusers': the share of noise): theirs = 1 − ours. */
+static int start_step(int T, float strength) {
+    double original = 1.0 - as_decimal(strength);
+    return (int)((double)T * (1.0 - original));
 }
 
 typedef struct k20_run {
@@ -478,7 +488,7 @@ static kd_status run_one(kd_ctx *ctx, kd_k20 *k, const kd_gen_params *g, const k
         if (init_step < 1) return kd_ctx_fail(ctx, KD_ERR_INVALID_ARG, "strength %g leaves no step of %d", (double)g->strength, T);
     }
     kd_g20 sch;
-    if ((s = kd_g20_init(&sch, kind, g->steps, kind == KD_G20_DDIM ? g->eta : 0.0, init_step, &ctx->err)) != KD_OK)
+    if ((s = kd_g20_init(&sch, kind, g->steps, kind == KD_G20_DDIM ? as_decimal(g->eta) : 0.0, init_step, &ctx->err)) != KD_OK)
         return s;
     r.x = malloc((size_t)2 * n * sizeof(float));
     if (!r.x) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");

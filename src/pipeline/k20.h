@@ -25,9 +25,11 @@ kd_status kd_k20_load(kd_ctx *ctx, const char *dir, int low_memory, kd_k20 **out
 void kd_k20_free(kd_k20 *k);
 
 /* kd_generate for 2.0. Sampler names: "ddim_sampler" (default; also "ddim"), "p_sampler" ("p"),
- * "plms_sampler" ("plms"); g->eta is DDIM's η. Text-to-image at any size (latents ceil(side/64)·8,
+ * "plms_sampler" ("plms"); g->eta is DDIM's η (0 as the original, which drops its ddim_eta). Text-to-image at any size (latents ceil(side/64)·8,
  * the image cropped back); image-to-image and inpainting at width × height (512 × 512 as the
- * original) with batch 1 per image: n images are n runs of the original on one generator. */
+ * original) with batch 1 per image: n images are n runs of the original on one generator.
+ * g->strength keeps its meaning (the share of noise, 0 keeps the image): the original's
+ * generate_img2img(strength=s₀) is g->strength = 1 − s₀. */
 kd_status kd_k20_generate(kd_ctx *ctx, kd_k20 *k, const kd_gen_params *g, kd_image *images);
 
 #endif
