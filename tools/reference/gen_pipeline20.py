@@ -21,13 +21,11 @@ torch's global CPU generator after torch.manual_seed(seed).
 """
 import argparse
 import copy
-import importlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-import types
 
 import numpy as np
 import sentencepiece as spm
@@ -79,41 +77,11 @@ def main():
     ap.add_argument("--out", default=os.path.join(DATA, "pipeline20"))
     a = ap.parse_args()
     torch.set_num_threads(1)
-    # the package without its __init__ (which needs the Hub): a namespace of our own over its folder
-    pkg = types.ModuleType("k2")
-    pkg.__path__ = [os.path.join(a.kandinsky2, "kandinsky2")]
-    sys.modules["k2"] = pkg
-    for name in ("cv2",):
-        sys.modules[name] = types.ModuleType(name)
-    sys.modules["omegaconf"] = types.SimpleNamespace(OmegaConf=None)
-    sys.modules["pytorch_lightning"] = types.SimpleNamespace(LightningModule=torch.nn.Module)
-    orig_to = torch.Tensor.to
-
-    def to_cpu(self, *args, **kw):
-        args = tuple("cpu" if str(x).startswith("cuda") else x for x in args)
-        if "device" in kw and str(kw["device"]).startswith("cuda"):
-            kw["device"] = "cpu"
-        return orig_to(self, *args, **kw)
-
-    torch.Tensor.to = to_cpu
-    samplers = importlib.import_module("k2.model.samplers")
-
-    class CpuTorch:
-        def __getattr__(self, n):
-            return getattr(torch, n)
-
-        def randn(self, *args, device=None, **kw):
-            return torch.randn(*args, **kw)
-
-        def full(self, *args, device=None, **kw):
-            return torch.full(*args, **kw)
-
-    samplers.torch = CpuTorch()
-    K = importlib.import_module("k2.kandinsky2_model")
-    configs = importlib.import_module("k2.configs")
-    text_encoders = importlib.import_module("k2.model.text_encoders")
-    model_creation = importlib.import_module("k2.model.model_creation")
-    autoencoder = importlib.import_module("k2.vqgan.autoencoder")
+    sys.path.insert(0, HERE)
+    import k2_cpu
+    k2 = k2_cpu.load(a.kandinsky2)
+    K, configs = k2("kandinsky2_model"), k2("configs")
+    text_encoders, model_creation, autoencoder = k2("model.text_encoders"), k2("model.model_creation"), k2("vqgan.autoencoder")
     from transformers import MT5Config, MT5EncoderModel, XLMRobertaConfig
 
     out = a.out

@@ -21,7 +21,6 @@ the global CPU generator after torch.manual_seed(seed).
 import argparse
 import os
 import sys
-import types
 
 import numpy as np
 import torch
@@ -46,30 +45,10 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "..", "..", "tests", "data", "samplers20"))
     a = ap.parse_args()
     torch.set_num_threads(1)
-    sys.path.insert(0, os.path.join(a.kandinsky2, "kandinsky2"))
-    orig_to = torch.Tensor.to
-
-    def to_cpu(self, *args, **kw):  # the samplers move their buffers to "cuda"
-        args = tuple("cpu" if str(x).startswith("cuda") else x for x in args)
-        if "device" in kw and str(kw["device"]).startswith("cuda"):
-            kw["device"] = "cpu"
-        return orig_to(self, *args, **kw)
-
-    torch.Tensor.to = to_cpu
-    from model import samplers
-    from model.model_creation import create_gaussian_diffusion
-
-    class CpuTorch:  # torch.randn / torch.full(..., device="cuda") inside samplers.py
-        def __getattr__(self, n):
-            return getattr(torch, n)
-
-        def randn(self, *args, device=None, **kw):
-            return torch.randn(*args, **kw)
-
-        def full(self, *args, device=None, **kw):
-            return torch.full(*args, **kw)
-
-    samplers.torch = CpuTorch()
+    sys.path.insert(0, HERE)
+    import k2_cpu
+    k2 = k2_cpu.load(a.kandinsky2)
+    samplers, create_gaussian_diffusion = k2("model.samplers"), k2("model.model_creation").create_gaussian_diffusion
     diff_cfg = dict(learn_sigma=True, sigma_small=False, steps=1000, noise_schedule="linear", use_kl=False,
                     predict_xstart=False, rescale_timesteps=True, rescale_learned_sigmas=True,
                     linear_start=0.0001, linear_end=0.02)
