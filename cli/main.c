@@ -151,6 +151,7 @@ static void on_progress(void *user, const char *stage, int step, int total) {
 #define DEFAULT_DECODER KD_CLI_DEFAULT_DECODER
 #define DEFAULT_PRIOR_21 KD_CLI_DEFAULT_PRIOR21
 #define DEFAULT_DECODER_21 KD_CLI_DEFAULT_DECODER21
+#define DEFAULT_MODEL_20 KD_CLI_DEFAULT_MODEL20
 
 /* Download progress of Hub files (kd_model_resolve): one bar per file of 1 MB or more (configs
  * and tokenizer files flash by unannounced). */
@@ -197,10 +198,13 @@ static void usage_generate(FILE *f) {
             "                               $KD_PRIOR, else " DEFAULT_PRIOR "\n"
             "      --decoder DIR|ID         decoder folder or Hub repo id; default: $KD_DECODER,\n"
             "                               else " DEFAULT_DECODER "\n"
-            "      --model-version 2.2|2.1  2.1: default models kandinsky-2-1-prior / kandinsky-2-1 (the\n"
-            "                               multilingual one); either way the decoder must be that version\n"
-            "                               (default: what the decoder folder says: model_index.json, else\n"
-            "                               its U-Net config)\n"
+            "      --model-version 2.2|2.1|2.0\n"
+            "                               2.1: default models kandinsky-2-1-prior / kandinsky-2-1 (the\n"
+            "                               multilingual one); 2.0: the original " DEFAULT_MODEL_20 "\n"
+            "                               folder (no prior; --decoder names it; guidance 7 by default;\n"
+            "                               samplers ddim_sampler, p_sampler, plms_sampler); either way the\n"
+            "                               decoder must be that version (default: what the decoder folder\n"
+            "                               says: its 2.0 files, model_index.json, else its U-Net config)\n"
             "                               (repo ids use the Hugging Face cache, HF_HOME or HF_HUB_CACHE,\n"
             "                               and download what is missing; HF_HUB_OFFLINE=1: cache only;\n"
             "                               HF_TOKEN: token for gated repos; HF_ENDPOINT: mirror)\n"
@@ -234,6 +238,8 @@ static void usage_generate(FILE *f) {
             "      --sampler NAME           decoder sampler (default: the decoder's scheduler_config.json,\n"
             "                               DDPM for 2.2 / DDIM for 2.1; dpm++2m at --steps 25 is 4x faster)\n"
             "      --prior-sampler NAME     prior sampler (default unclip)\n"
+            "      --eta F                  2.0 ddim_sampler eta (0: what the original runs; it drops its\n"
+            "                               ddim_eta argument)\n"
             "      --decoder-scheduler DIR  the decoder's scheduler config from this subfolder, e.g.\n"
             "                               ddpm_scheduler (kandinsky-2-1); default scheduler\n"
             "      --low-memory             load each stage only while it runs\n"
@@ -248,7 +254,8 @@ static void usage_generate(FILE *f) {
 typedef struct gen_opts {
     kd_gen_params g;
     const char *prior, *decoder, *output, *decoder_sched, *version;
-    int low_memory, quiet, seed_given;
+    const char *model_version; /* what the loaded pipeline is, for the PNG parameters */
+    int low_memory, quiet, seed_given, guidance_given;
     compute_opts c;
     const char *init_path, *mask_path, *hint_path, *prior_image_path;
     const char *mix_spec[MAX_MIX];
@@ -304,6 +311,7 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
         } else if (OPT("-g", "--guidance")) {
             NEED_VAL();
             if (parse_float(a, v, &o->g.guidance_scale)) return -1;
+            o->guidance_given = 1;
         } else if (!strcmp(a, "--prior-guidance")) {
             NEED_VAL();
             if (parse_float(a, v, &o->g.prior_guidance_scale)) return -1;
@@ -351,15 +359,23 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
             o->mix_spec[o->n_mix++] = v;
         } else if (!strcmp(a, "--model-version")) {
             NEED_VAL();
-            if (strcmp(v, "2.1") && strcmp(v, "2.2")) {
-                fprintf(stderr, "kandinsky: --model-version expects 2.1 or 2.2 (2.0 is not supported yet), got '%s'\n",
-                        v);
+            if (strcmp(v, "2.0") && strcmp(v, "2.1") && strcmp(v, "2.2")) {
+                fprintf(stderr, "kandinsky: --model-version expects 2.0, 2.1 or 2.2, got '%s'\n", v);
                 return -1;
             }
             o->version = v;
+        } else if (!strcmp(a, "--eta")) {
+            NEED_VAL();
+            if (parse_float(a, v, &o->g.eta)) return -1;
+            if (!(o->g.eta >= 0.0f && o->g.eta <= 1.0f)) {
+                fprintf(stderr, "kandinsky: --eta must be in [0, 1], got %s\n", v);
+                return -1;
+            }
         } else if (!strcmp(a, "--sampler") || !strcmp(a, "--prior-sampler")) {
             NEED_VAL();
-            if (!kd_sampler_exists(v)) {
+            static const char *const s20[] = {"ddim_sampler", "p_sampler", "plms_sampler"};
+            int is20 = !strcmp(a, "--sampler") && (!strcmp(v, s20[0]) || !strcmp(v, s20[1]) || !strcmp(v, s20[2]));
+            if (!is20 && !kd_sampler_exists(v)) {
                 fprintf(stderr, "kandinsky: %s: unknown sampler '%s' (one of: %s)\n", a, v, kd_sampler_list());
                 return -1;
             }
@@ -391,10 +407,10 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
         fprintf(stderr, "kandinsky: --mask needs the image to paint into (--init-image)\n");
         return -1;
     }
-    int v21 = o->version && !strcmp(o->version, "2.1");
+    int v21 = o->version && !strcmp(o->version, "2.1"), v20 = o->version && !strcmp(o->version, "2.0");
     /* resolved (cache / download) in cmd_generate */
     if (!o->prior || !*o->prior) o->prior = v21 ? DEFAULT_PRIOR_21 : DEFAULT_PRIOR;
-    if (!o->decoder || !*o->decoder) o->decoder = v21 ? DEFAULT_DECODER_21 : DEFAULT_DECODER;
+    if (!o->decoder || !*o->decoder) o->decoder = v20 ? DEFAULT_MODEL_20 : v21 ? DEFAULT_DECODER_21 : DEFAULT_DECODER;
     return 0;
 }
 
@@ -478,13 +494,14 @@ static int write_images(kd_ctx *ctx, const gen_opts *o, kd_image *imgs) {
              "prompt: %s\nnegative prompt: %s\nsize: %dx%d\nsteps: %d\nprior steps: %d\nguidance: %g\n"
              "prior guidance: %g\nseed: %s\nprior: %s\ndecoder: %s\ndecoder scheduler: %s\nsampler: %s\nprior sampler: %s\n"
              "init image: %s\nstrength: %g\nmask: %s\nhint: %s\nmix items: %d\nprecision: %s\nweights: %s\n"
-             "engine: kandinsky.c %s",
+             "model version: %s\neta: %g\nengine: kandinsky.c %s",
              o->g.prompt, o->g.negative_prompt ? o->g.negative_prompt : "(none)", o->g.width, o->g.height, o->g.steps,
              o->g.prior_steps, (double)o->g.guidance_scale, (double)o->g.prior_guidance_scale, seed, o->prior,
              o->decoder, o->decoder_sched ? o->decoder_sched : "scheduler", o->g.sampler ? o->g.sampler : "(scheduler config)",
              o->g.prior_sampler ? o->g.prior_sampler : "unclip", o->init_path ? o->init_path : "(none)", (double)o->g.strength,
              o->mask_path ? o->mask_path : "(none)", o->hint_path ? o->hint_path : "(none)", o->n_mix,
-             kd_precision_name(kd_ctx_precision(ctx)), kd_weight_mode_name(o->c.weights), kd_version());
+             kd_precision_name(kd_ctx_precision(ctx)), kd_weight_mode_name(o->c.weights),
+             o->model_version ? o->model_version : "auto", (double)o->g.eta, kd_version());
     const char *text[] = {"parameters", params, "Software", "kandinsky.c", NULL};
     int rc = 0;
     for (int i = 0; i < o->g.num_images; i++) {
@@ -517,8 +534,16 @@ static int cmd_generate(int argc, char **argv) {
     o.g.progress_user = &pr;
     fprintf(stderr, "seed %" PRIu64 ", %d threads, %s compute, %s weights\n", o.g.seed, kd_ctx_threads(ctx),
             kd_precision_name(kd_ctx_precision(ctx)), kd_weight_mode_name(o.c.weights));
-    if (kd_model_resolve(ctx, o.prior, "prior", on_download, &dp, &prior_dir) != KD_OK ||
-        kd_model_resolve(ctx, o.decoder, "decoder", on_download, &dp, &decoder_dir) != KD_OK) {
+    int v20 = o.version && !strcmp(o.version, "2.0");
+    const char *dec_kind = v20 ? (o.mask_path ? "kandinsky2.0-inpaint" : "kandinsky2.0") : "decoder";
+    if (kd_model_resolve(ctx, o.decoder, dec_kind, on_download, &dp, &decoder_dir) != KD_OK) {
+        rc = fail(ctx, "finding the models");
+        goto done;
+    }
+    kd_model_version dv;
+    v20 = v20 || (kd_decoder_detect_version(ctx, decoder_dir, &dv) == KD_OK && dv == KD_MODEL_VERSION_2_0);
+    if (v20 && !o.guidance_given) o.g.guidance_scale = 7.0f; /* the original generate_text2img's default */
+    if (!v20 && kd_model_resolve(ctx, o.prior, "prior", on_download, &dp, &prior_dir) != KD_OK) {
         rc = fail(ctx, "finding the models");
         goto done;
     }
@@ -540,6 +565,8 @@ static int cmd_generate(int argc, char **argv) {
         goto done;
     }
     double t_load = now_s() - t0;
+    o.model_version = kd_model_version_name(kd_pipeline_model_version(p));
+    if (v20) o.prior = "(none: Kandinsky 2.0)";
     pr.t0 = now_s();
     if (kd_generate(ctx, p, &o.g, imgs) != KD_OK) {
         rc = fail(ctx, "generation failed");

@@ -405,7 +405,9 @@ kd_status kd_clip_vision_embed_image(kd_ctx *ctx, kd_clip_vision *m, const char 
  *     is returned.
  * kind "prior": model_index.json, tokenizer/, text_encoder/, image_encoder/, prior/, scheduler/;
  * kind "decoder": model_index.json, unet/, movq/, scheduler/ (config + safetensors weights, or a
- * .safetensors.index.json and its shards, per component).
+ * .safetensors.index.json and its shards, per component);
+ * kind "kandinsky2.0" / "kandinsky2.0-inpaint": the original 2.0 repo's files (sberbank-ai/Kandinsky_2.0:
+ * Kandinsky-2-0.pt or Kandinsky-2-0-inpainting.pt, vae.ckpt, text_encoder1/, text_encoder2/).
  * Environment: HF_HUB_CACHE (cache folder; default $HF_HOME/hub), HF_HOME (default
  * $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface), HF_ENDPOINT (default
  * https://huggingface.co), HF_TOKEN (else the file $HF_TOKEN_PATH or $HF_HOME/token; sent as

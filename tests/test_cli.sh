@@ -92,11 +92,14 @@ check "bad seed" 2 "integer seed" "${gen[@]}" -p x -s 12abc
 check "missing value" 2 "needs a value" "${gen[@]}" -p
 check "unknown option" 2 "unknown option" "${gen[@]}" -p x --frob
 # no model options: the default Hub ids, resolved in an empty cache with offline mode on (no network)
-check "no model folders (default Hub ids, offline, empty cache)" 1 "kandinsky-community/kandinsky-2-2-prior: not in the local cache and offline mode is on" \
+check "no model folders (default Hub ids, offline, empty cache)" 1 "kandinsky-community/kandinsky-2-2-decoder: not in the local cache and offline mode is on" \
   env -u KD_PRIOR -u KD_DECODER -u HF_HUB_CACHE -u HUGGINGFACE_HUB_CACHE HF_HUB_OFFLINE=1 HF_HOME="$TMP/hf-empty" "$BIN" generate -p x -q
-check "--model-version 2.1 default Hub ids" 1 "kandinsky-community/kandinsky-2-1-prior: not in the local cache" \
+check "--model-version 2.1 default Hub ids" 1 "kandinsky-community/kandinsky-2-1: not in the local cache" \
   env -u KD_PRIOR -u KD_DECODER -u HF_HUB_CACHE -u HUGGINGFACE_HUB_CACHE HF_HUB_OFFLINE=1 HF_HOME="$TMP/hf-empty" "$BIN" generate -p x -q --model-version 2.1
-check "--model-version 2.0" 2 "expects 2.1 or 2.2" "${gen[@]}" -p x --model-version 2.0
+check "--model-version 1.9" 2 "expects 2.0, 2.1 or 2.2" "${gen[@]}" -p x --model-version 1.9
+check "--model-version 2.0 with a 2.2 decoder" 2 "is Kandinsky 2.2" "${gen[@]}" -p x --model-version 2.0
+check "--model-version 2.0 default Hub id" 1 "sberbank-ai/Kandinsky_2.0: not in the local cache" \
+  env -u KD_PRIOR -u KD_DECODER -u HF_HUB_CACHE -u HUGGINGFACE_HUB_CACHE HF_HUB_OFFLINE=1 HF_HOME="$TMP/hf-empty" "$BIN" generate -p x -q --model-version 2.0
 check "--model-version 2.1 with a 2.2 decoder" 2 "is Kandinsky 2.2" "${gen[@]}" -p x --model-version 2.1
 check "missing prior folder" 1 "/nonexistent" "$BIN" generate -p x --prior /nonexistent --decoder "$D" -q
 
@@ -174,6 +177,19 @@ check "2.1 with q8 weights (MCLIP / XLM-R quantised too)" 0 "" "${gen21[@]}" --m
 pixels "2.1 q8 image close to fp32 (26 dB measured; another seed is 12 dB away)" psnr "$TMP/ddpm.png" "$TMP/ddpm_q8.png" 20
 # the random U-Net of decoder/ drives learned_range to inf (diffusers gives a black image)
 check "diverged run" 1 "latents are not finite" "${gen21[@]}" --decoder "$DATA/pipeline21/decoder" -o "$TMP/nan.png"
+
+# Kandinsky 2.0 from its original-layout folder (no prior; version from the files): the image of the
+# original code (tools/reference/gen_pipeline20.py, case t2i_plms) within 1/255, and an inpainting run
+M20="$DATA/pipeline20/model"
+check "2.0 text to image (plms_sampler, version detected)" 0 "" "$BIN" generate --decoder "$M20" -q -p "一只红色的猫" \
+  -W 64 -H 64 --steps 5 -s 13 --sampler plms_sampler -o "$TMP/k20.png"
+pixels "2.0 text to image: the original code's pixels within 1/255" same "$TMP/k20.png" "$DATA/pipeline20/t2i_plms_0.png" 1
+check "2.0 inpainting (p_sampler)" 0 "" "$BIN" generate --model-version 2.0 --decoder "$M20" -q -p "a green hat" \
+  -s 17 --steps 5 --sampler p_sampler -i "$DATA/pipeline20/init.png" -m "$DATA/pipeline20/mask.png" -o "$TMP/k20i.png"
+pixels "2.0 inpainting: the original code's pixels within 1/255" same "$TMP/k20i.png" "$DATA/pipeline20/inp_p_0.png" 1
+check "2.0 has no negative prompt" 1 "no negative prompt" "$BIN" generate --decoder "$M20" -q -p x --negative-prompt y -W 64 -H 64 --steps 2
+check "2.0 unknown sampler" 2 "unknown sampler" "$BIN" generate --decoder "$M20" -q -p x --sampler frob
+check "2.0 eta out of range" 2 "--eta must be in [0, 1]" "$BIN" generate --decoder "$M20" -q -p x --eta 2
 
 # MoVQ round trips. decoder/movq has factor 2 and 4 latent channels: the 97x61 input is resized to
 # 96x60, its latents are [1, 4, 30, 48]. Its weights are random, so the output does not look like

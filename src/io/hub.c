@@ -1521,14 +1521,31 @@ static const comp_spec *decoder_list(const kd_hub_repo *r) {
     return v21 ? decoder21_components : decoder_components;
 }
 
+/* Kandinsky 2.0 (sberbank-ai/Kandinsky_2.0, the original layout): the files the original
+ * get_kandinsky2_0 downloads, with the U-Net of the task. */
+#define K20_TEXT_FILES                                                                                                 \
+    "vae.ckpt", "text_encoder1/config.json", "text_encoder1/pytorch_model.bin", "text_encoder1/sentencepiece.bpe.model", \
+        "text_encoder1/special_tokens_map.json", "text_encoder1/tokenizer.json", "text_encoder1/tokenizer_config.json",  \
+        "text_encoder2/config.json", "text_encoder2/pytorch_model.bin", "text_encoder2/spiece.model",                    \
+        "text_encoder2/special_tokens_map.json", "text_encoder2/tokenizer_config.json"
+static const char *const k20_files[] = {"Kandinsky-2-0.pt", K20_TEXT_FILES, NULL};
+static const char *const k20_inpaint_files[] = {"Kandinsky-2-0-inpainting.pt", K20_TEXT_FILES, NULL};
+
 kd_status kd_hub_resolve_pipeline(const char *id_or_path, const char *kind, kd_hub_opts *opts, char **out_dir,
                                   kd_err *e) {
     if (!id_or_path || !kind || !out_dir) return kd_errf(e, KD_ERR_INVALID_ARG, "kd_hub_resolve_pipeline: NULL argument");
     *out_dir = NULL;
+    if (!strcmp(kind, "kandinsky2.0") || !strcmp(kind, "kandinsky2.0-inpaint")) {
+        kd_status s = kd_hub_resolve(id_or_path, kind[12] ? k20_inpaint_files : k20_files, opts, out_dir, e);
+        if (s != KD_OK) kd_err_prefix(e, "%s model", kind);
+        return s;
+    }
     const comp_spec *comps = !strcmp(kind, "prior") ? prior_components
                              : !strcmp(kind, "decoder") ? decoder_components
                                                         : NULL;
-    if (!comps) return kd_errf(e, KD_ERR_INVALID_ARG, "model kind '%s': expected \"prior\" or \"decoder\"", kind);
+    if (!comps)
+        return kd_errf(e, KD_ERR_INVALID_ARG,
+                       "model kind '%s': expected \"prior\", \"decoder\", \"kandinsky2.0\" or \"kandinsky2.0-inpaint\"", kind);
     int handled;
     kd_status s = resolve_local(id_or_path, out_dir, &handled, e);
     if (handled) return s;
