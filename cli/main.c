@@ -236,7 +236,8 @@ static void usage_generate(FILE *f) {
             "      --weights stored|q8      keep Linear/conv weights as stored (default) or quantise them to\n"
             "                               8 bits at load (q8_0: ~1/4 of fp32 memory; see docs/QUANTIZATION.md)\n"
             "      --sampler NAME           decoder sampler (default: the decoder's scheduler_config.json,\n"
-            "                               DDPM for 2.2 / DDIM for 2.1; dpm++2m at --steps 25 is 4x faster)\n"
+            "                               DDPM for 2.2 / DDIM for 2.1; dpm++2m at --steps 25 is 4x faster;\n"
+            "                               2.0: ddim (default), p or plms, the original's samplers)\n"
             "      --prior-sampler NAME     prior sampler (default unclip)\n"
             "      --eta F                  2.0 ddim_sampler eta (0: what the original runs; it drops its\n"
             "                               ddim_eta argument)\n"
@@ -373,8 +374,9 @@ static int parse_generate(int argc, char **argv, gen_opts *o) {
             }
         } else if (!strcmp(a, "--sampler") || !strcmp(a, "--prior-sampler")) {
             NEED_VAL();
-            static const char *const s20[] = {"ddim_sampler", "p_sampler", "plms_sampler"};
-            int is20 = !strcmp(a, "--sampler") && (!strcmp(v, s20[0]) || !strcmp(v, s20[1]) || !strcmp(v, s20[2]));
+            static const char *const s20[] = {"ddim_sampler", "p_sampler", "plms_sampler", "p", "plms", NULL};
+            int is20 = 0;
+            for (int k = 0; s20[k] && !strcmp(a, "--sampler"); k++) is20 |= !strcmp(v, s20[k]);
             if (!is20 && !kd_sampler_exists(v)) {
                 fprintf(stderr, "kandinsky: %s: unknown sampler '%s' (one of: %s)\n", a, v, kd_sampler_list());
                 return -1;

@@ -8,10 +8,14 @@
  * The original never applies its ddim_eta (η = 0 always); η > 0 here is checked to change the image.
  * Also: the version is detected from the folder's files, no prior is needed, and 2.0's refusals
  * (a negative prompt, a prior feature, an unknown sampler, an edit size not a multiple of 64). */
+#define _DEFAULT_SOURCE /* realpath, symlink */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <unistd.h>
 
 #include "kandinsky.h"
 #include "testutil.h"
@@ -120,6 +124,41 @@ static void refusals(kd_ctx *ctx, kd_pipeline *p, const kd_image *init) {
     kd_image_free(&img);
 }
 
+/* A 2.0 folder of links to the good model files, one replaced by a broken one from malformed/. */
+static void malformed_case(kd_ctx *ctx, const char *model, const char *target, const char *broken, kd_status want,
+                           const char *what, const char *expect) {
+    static const char *const files[] = {"Kandinsky-2-0.pt", "Kandinsky-2-0-inpainting.pt", "vae.ckpt",
+                                        "kandinsky2_config.json", "text_encoder1", "text_encoder2"};
+    const char *tmp = kt_tmp_dir("pipeline20_bad");
+    char abs_model[PATH_MAX], src[PATH_MAX + 256], dst[1024];
+    TEST_CHECK(realpath(model, abs_model) != NULL, "realpath %s", model);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(dst, sizeof dst, "%s/%s", tmp, files[i]);
+        unlink(dst);
+        if (!strcmp(files[i], target)) snprintf(src, sizeof src, "%s/../malformed/%s", abs_model, broken);
+        else snprintf(src, sizeof src, "%s/%s", abs_model, files[i]);
+        TEST_CHECK(symlink(src, dst) == 0, "link %s", dst);
+    }
+    kd_pipeline *p = NULL;
+    kd_status s = kd_pipeline_load_version(ctx, NULL, tmp, KD_MODEL_VERSION_2_0, 0, &p);
+    const char *msg = kd_ctx_last_error(ctx);
+    TEST_CHECK(s == want && !p && strstr(msg, target) && strstr(msg, expect), "%s refused (%s), naming %s and '%s': %s",
+               what, kd_status_str(want), target, expect, msg);
+    kd_pipeline_free(p);
+}
+
+static void malformed_files(kd_ctx *ctx, const char *model) {
+    malformed_case(ctx, model, "Kandinsky-2-0.pt", "unet_partial.pt", KD_ERR_NOT_FOUND, "a U-Net state dict missing keys",
+                   "time_embed.2.weight");
+    malformed_case(ctx, model, "Kandinsky-2-0.pt", "unet_global.pt", KD_ERR_FORMAT, "a U-Net naming a foreign class",
+                   "global '__main__.Payload' is not allowed");
+    malformed_case(ctx, model, "vae.ckpt", "vae_partial.ckpt", KD_ERR_NOT_FOUND, "a vae.ckpt missing keys",
+                   "encoder.down.0.block.0.norm1.weight");
+    malformed_case(ctx, model, "vae.ckpt", "vae_wrong_shape.ckpt", KD_ERR_SHAPE, "a vae.ckpt with a wrong shape",
+                   "encoder.conv_in.weight");
+    malformed_case(ctx, model, "vae.ckpt", "vae_truncated.ckpt", KD_ERR_FORMAT, "a truncated vae.ckpt", "vae.ckpt");
+}
+
 int main(void) {
     kd_ctx *ctx = NULL;
     if (kd_ctx_create(NULL, &ctx) != KD_OK) return 1;
@@ -145,6 +184,7 @@ int main(void) {
     TEST_CHECK(cJSON_IsArray(cases) && cJSON_GetArraySize(cases) >= 7, "cases.json");
     for (int i = 0; p && cases && i < cJSON_GetArraySize(cases); i++) run_case(ctx, p, cJSON_GetArrayItem(cases, i), &init, &mask);
     if (p) eta_changes(ctx, p);
+    malformed_files(ctx, model);
     if (p) refusals(ctx, p, &init);
     cJSON_Delete(cases);
     free(text);

@@ -14,6 +14,9 @@ torch's global CPU generator after torch.manual_seed(seed).
                            these sizes (the published folder has none: the published CONFIG_2_0 applies)
                            (the "eta" recorded is what was passed: the original never applies it, see
                            kd_gen_params.eta)
+    malformed/             small broken model files: a U-Net state dict that stops after time_embed.0, one
+                           with a pickled class instead of a tensor, a vae.ckpt whose state dict stops
+                           after encoder.conv_in, one with a wrong conv_in shape, one cut at 60 %
     cases.json + case*.png the images of text-to-image (ddim, p, plms samplers; batch 2; a size that
                            is not a multiple of 64), image-to-image and inpainting (ddim and p_sampler)
 
@@ -43,7 +46,33 @@ CASES = [  # name, task, prompt, sampler, steps, guidance, eta, w, h, batch, see
     ("i2i_p", "img2img", "a blue house", "p_sampler", 8, 7.0, 0.0, 512, 512, 1, 15, 0.5),
     ("inp_ddim", "inpainting", "a green hat", "ddim_sampler", 6, 7.0, 0.05, 512, 512, 1, 16, None),
     ("inp_p", "inpainting", "a green hat", "p_sampler", 5, 7.0, 0.0, 512, 512, 1, 17, None),
+    ("t2i_ar", "text2img", "قطة حمراء على سجادة", "ddim_sampler", 6, 3.0, 0.0, 64, 64, 1, 18, None),
 ]
+
+
+class Payload:
+    """A class a hostile checkpoint could name (pickled as __main__.Payload)."""
+
+
+def write_malformed(mdir, out):
+    """Broken model files, kept small (each is refused at its first problem): what the loader must
+    refuse, naming the file and tensor."""
+    d = os.path.join(out, "malformed")
+    os.makedirs(d)
+    sd = torch.load(os.path.join(mdir, "Kandinsky-2-0.pt"))
+    keep = {k: sd[k] for k in ("time_embed.0.weight", "time_embed.0.bias")}
+    torch.save(keep, os.path.join(d, "unet_partial.pt"))  # time_embed.2.weight is missing
+    torch.save({"time_embed.0.weight": sd["time_embed.0.weight"], "time_embed.0.bias": Payload()},
+               os.path.join(d, "unet_global.pt"))
+    ck = torch.load(os.path.join(mdir, "vae.ckpt"))
+    vsd = ck["state_dict"]
+    torch.save(dict(ck, state_dict={k: vsd[k] for k in ("encoder.conv_in.weight", "encoder.conv_in.bias")}),
+               os.path.join(d, "vae_partial.ckpt"))  # the encoder's first ResNet is missing
+    torch.save(dict(ck, state_dict={"encoder.conv_in.weight": torch.zeros(32, 5, 3, 3),
+                                    "encoder.conv_in.bias": vsd["encoder.conv_in.bias"]}),
+               os.path.join(d, "vae_wrong_shape.ckpt"))
+    blob = open(os.path.join(d, "vae_partial.ckpt"), "rb").read()
+    open(os.path.join(d, "vae_truncated.ckpt"), "wb").write(blob[: len(blob) * 6 // 10])
 
 
 def randomize(m, g, fp16=False):
@@ -170,6 +199,7 @@ def main():
                             width=w, height=h, batch=batch, seed=seed, strength=strength, images=files))
         print(name, [im.size for im in imgs])
     json.dump(listing, open(os.path.join(out, "cases.json"), "w"), indent=1, ensure_ascii=True)
+    write_malformed(mdir, out)
 
 
 if __name__ == "__main__":
