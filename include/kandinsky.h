@@ -273,6 +273,9 @@ typedef struct kd_pipeline kd_pipeline;
 
 /* Called after every step of a stage ("prior", "decoder", "decode"). */
 typedef void (*kd_progress_fn)(void *user, const char *stage, int step, int total);
+/* A preview of the image being made (kd_gen_params.preview): RGB, owned by the library and valid
+ * during the call only; step of total decoder steps. */
+typedef void (*kd_preview_fn)(void *user, const kd_image *preview, int step, int total);
 
 /* One ingredient of an image mix: a prompt (text) or an image, with its weight. */
 typedef struct kd_mix_item {
@@ -333,6 +336,16 @@ typedef struct kd_gen_params {
      * Other values run DDIM with that η (beyond the original). 2.0's samplers are "ddim_sampler"
      * (default), "p_sampler" and "plms_sampler". */
     float eta;
+    /* Stopping: when cancel is not NULL and *cancel becomes nonzero (set by another thread or a
+     * signal handler), the generation stops at the next step of any stage and returns
+     * KD_ERR_CANCELLED. */
+    const volatile int *cancel;
+    /* Previews (2.1 / 2.2): every preview_every decoder steps (0 = never; not after the last one,
+     * whose image is the result) preview() receives the first image's current latents decoded by
+     * the MoVQ at half the side (a quarter of the pixels) — noisy early on, the image later. */
+    kd_preview_fn preview;
+    void *preview_user;
+    int preview_every;
 } kd_gen_params;
 
 /* The sampler names kd_gen_params accepts, as "ddpm, ddim, unclip, dpm++2m, ..." */
@@ -393,6 +406,124 @@ kd_status kd_generate_embeds(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *p
  * equal kd_clip_vision_image_size (else KD_ERR_SHAPE). image_embeds[kd_clip_vision_embed_dim]. */
 kd_status kd_clip_vision_embed_image(kd_ctx *ctx, kd_clip_vision *m, const char *preprocessor_config_json,
                                      const kd_image *rgb, float *image_embeds);
+
+/* ---- Requests: one generation as the CLI, the server and programs describe it ----------------
+ * A kd_request is everything `kandinsky generate` takes (mode, prompts, size, steps, guidance,
+ * samplers, seed, number of images, init image + strength, mask + options, hint, mix items, prior
+ * image, model version, precision), owning its strings and decoded images. The CLI fills it from
+ * argv, the server from JSON (kd_request_from_json, or its OpenAI / AUTOMATIC1111 mappings), a
+ * program with the setters below. kd_request_check validates it completely against the decoder's
+ * capabilities read from its config files, before any model is loaded; kd_request_run makes the
+ * images; kd_request_describe writes the record that goes into each PNG.
+ *
+ * Differences from kd_generate (which keeps diffusers' semantics): image k of num_images gets the
+ * seed seed + k and is generated alone (so any one can be made again with that seed and
+ * num_images 1), and a size that is not a multiple of the latent grid (64 px) is generated at the
+ * next multiple and cropped back (top-left, as the original Kandinsky 2.0 code) to the size asked
+ * for. */
+#define KD_REQUEST_MAX_MIX 16
+
+typedef enum kd_mode {
+    KD_MODE_AUTO = 0,   /* from the inputs given */
+    KD_MODE_TEXT2IMG,
+    KD_MODE_IMG2IMG,    /* init image */
+    KD_MODE_INPAINT,    /* init image + mask */
+    KD_MODE_CONTROLNET, /* hint (with or without an init image) */
+    KD_MODE_MIX         /* mix items */
+} kd_mode;
+const char *kd_mode_name(kd_mode m); /* "auto", "text2img", "img2img", "inpaint", "controlnet", "mix" */
+int kd_mode_parse(const char *s, kd_mode *out);
+
+/* The image inputs of a request. */
+typedef enum kd_request_slot { KD_SLOT_INIT = 0, KD_SLOT_MASK, KD_SLOT_HINT, KD_SLOT_PRIOR_IMAGE, KD_SLOT_COUNT } kd_request_slot;
+const char *kd_request_slot_name(kd_request_slot s); /* "init_image", "mask_image", "hint", "prior_image" */
+
+typedef struct kd_request_pool kd_request_pool; /* strings the request owns */
+
+typedef struct kd_request {
+    kd_gen_params g;            /* g.prompt etc.: strings owned by the request (kd_request_keep);
+                                   g.init_image / mask_image / hint_image / prior_image / mix are
+                                   set by kd_request_check from the fields below */
+    kd_mode mode;
+    kd_model_version version;   /* AUTO: whatever the pipeline is */
+    int seed_random;            /* 1: no seed given (or -1): kd_request_check picks one */
+    int guidance_given;         /* 0: guidance_scale is the version's default (7 for 2.0, else 4) */
+    int steps_given;
+    int precision_given;
+    kd_precision precision;
+    kd_image image[KD_SLOT_COUNT];     /* data NULL = not given */
+    const char *image_name[KD_SLOT_COUNT]; /* where each came from (a file name, "upload"), for the record */
+    int n_mix;
+    kd_mix_item mix[KD_REQUEST_MAX_MIX];   /* .image points into mix_image */
+    kd_image mix_image[KD_REQUEST_MAX_MIX];
+    const char *mix_name[KD_REQUEST_MAX_MIX];
+    char field[64];             /* after a failure: the field at fault ("strength", "mix[2].weight"), or "" */
+    kd_request_pool *pool;
+} kd_request;
+
+/* Defaults (kd_gen_params_default, random seed). kd_request_free releases what it owns. */
+void kd_request_init(kd_request *r);
+void kd_request_free(kd_request *r);
+/* A copy of s owned by the request (NULL for NULL, or on allocation failure). */
+const char *kd_request_keep(kd_request *r, const char *s);
+/* An image input from a file, from PNG/JPEG bytes, or from base64 (plain or a data: URL); name is
+ * what the record shows. Decoded with the image limits (max_pixels 0 = the default 64 Mpx). */
+kd_status kd_request_image_file(kd_ctx *ctx, kd_request *r, kd_request_slot slot, const char *path);
+kd_status kd_request_image_bytes(kd_ctx *ctx, kd_request *r, kd_request_slot slot, const uint8_t *bytes, size_t len,
+                                 const char *name, uint64_t max_pixels);
+kd_status kd_request_image_base64(kd_ctx *ctx, kd_request *r, kd_request_slot slot, const char *b64, size_t len,
+                                  const char *name, uint64_t max_pixels);
+/* Mix items: a prompt, or an image (file or base64). */
+kd_status kd_request_mix_text(kd_ctx *ctx, kd_request *r, const char *text, float weight);
+kd_status kd_request_mix_image_file(kd_ctx *ctx, kd_request *r, const char *path, float weight);
+kd_status kd_request_mix_image_base64(kd_ctx *ctx, kd_request *r, const char *b64, size_t len, float weight,
+                                      uint64_t max_pixels);
+
+/* The native JSON request of `kandinsky serve` (docs/SERVER.md: diffusers' field names, images
+ * base64). Unknown fields, wrong types and bad images fail with KD_ERR_INVALID_ARG and r->field set. */
+kd_status kd_request_from_json(kd_ctx *ctx, const char *json, size_t len, uint64_t max_pixels, kd_request *r);
+
+/* What a decoder folder can do, from its config files alone (no weights are read). */
+typedef struct kd_decoder_info {
+    kd_model_version version;
+    int text2img;     /* text to image, image to image, mixing (the plain decoders; 2.0 with Kandinsky-2-0.pt) */
+    int inpaint;      /* a mask (the 9-channel U-Net; 2.0 with Kandinsky-2-0-inpainting.pt) */
+    int controlnet;   /* needs a hint (addition_embed_type image_hint) */
+} kd_decoder_info;
+kd_status kd_decoder_info_read(kd_ctx *ctx, const char *decoder_dir, kd_decoder_info *out);
+
+/* A server's or a user's limits on a request (0 = no limit beyond the library's). */
+typedef struct kd_request_limits {
+    int max_side, max_steps, max_images;
+} kd_request_limits;
+
+/* Validates everything before any model is loaded: values in range (strength and prior_strength in
+ * (0, 1], steps, sizes, guidance, samplers for the version), the mode against the inputs, the inputs
+ * against the decoder (a mask needs an inpainting decoder, a hint a ControlNet one, ...), the
+ * version asked for against the decoder's, the limits. Picks the seed when seed_random and fills
+ * the version's defaults. KD_ERR_INVALID_ARG with r->field and a message naming it otherwise. */
+kd_status kd_request_check(kd_ctx *ctx, kd_request *r, const kd_decoder_info *decoder, const kd_request_limits *lim);
+
+/* Called with each image as soon as it is made: index k of num_images, its own seed. The image
+ * is owned by the library and valid during the call. Return nonzero to stop (the status is then
+ * KD_ERR_CANCELLED). */
+typedef int (*kd_request_image_fn)(void *user, int index, uint64_t seed, const kd_image *img);
+/* Makes the images of a checked request: image k with seed + k, cropped back to the size asked
+ * for. Stops at the first failure (the images already delivered stay delivered). */
+kd_status kd_request_run(kd_ctx *ctx, kd_pipeline *p, kd_request *r, kd_request_image_fn on_image, void *user);
+
+/* The record of image `index` (seed: its own) as "key: value" lines, for the PNG parameters chunk:
+ * every field, the mix items with their weights, the inputs' names, the output size and the
+ * models. extra (may be NULL) is appended as more lines. Returns the length it needed (as snprintf). */
+typedef struct kd_request_record {
+    const char *prior, *decoder;  /* model names as the user gave them */
+    const char *decoder_scheduler;
+    kd_precision precision;
+    kd_weight_mode weights;
+    int width, height;            /* the image's actual size */
+    const char *extra;
+} kd_request_record;
+size_t kd_request_describe(const kd_request *r, int index, const kd_request_record *rec, char *buf, size_t cap);
 
 /* ---- Model locations: local folders and the Hugging Face Hub ---------------------------------
  * kd_model_resolve turns a model name into a folder kd_pipeline_load can read:

@@ -17,7 +17,8 @@ typedef enum kd_status {
     KD_ERR_UNSUPPORTED,  /* valid input that this build does not handle */
     KD_ERR_OOM,          /* an allocation failed or a size limit was exceeded */
     KD_ERR_INTERNAL,     /* a bug in kandinsky.c: please report it */
-    KD_ERR_NUMERIC       /* the computation produced NaN or infinity (a diverged model or scheduler) */
+    KD_ERR_NUMERIC,      /* the computation produced NaN or infinity (a diverged model or scheduler) */
+    KD_ERR_CANCELLED     /* the caller asked the generation to stop (kd_gen_params.cancel) */
 } kd_status;
 
 /* Short constant name of a status ("KD_ERR_FORMAT"). */

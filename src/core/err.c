@@ -51,6 +51,7 @@ const char *kd_status_str(kd_status s) {
     case KD_ERR_OOM: return "KD_ERR_OOM";
     case KD_ERR_INTERNAL: return "KD_ERR_INTERNAL";
     case KD_ERR_NUMERIC: return "KD_ERR_NUMERIC";
+    case KD_ERR_CANCELLED: return "KD_ERR_CANCELLED";
     }
     return "KD_ERR_UNKNOWN";
 }

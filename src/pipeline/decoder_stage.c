@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "backend/ops.h"
+#include "io/image.h"
 #include "models/unet.h"
 #include "pipeline/pipeline.h"
 
@@ -108,6 +109,33 @@ static kd_status blend_known(kd_ctx *ctx, const kd_decoder_stage *ds, dec_loop *
     return KD_OK;
 }
 
+/* The first image's current latents, 2×2-averaged when both sides are even, through the MoVQ →
+ * a preview image for the caller. */
+static kd_status send_preview(kd_ctx *ctx, const kd_decoder_stage *ds, const kd_denoise_args *a, const dec_loop *d,
+                              int step, int total) {
+    int h = a->lat_h, w = a->lat_w, r = (h % 2 == 0 && w % 2 == 0) ? 2 : 1, sh = h / r, sw = w / r;
+    int f = kd_ae_downscale(&ds->ae);
+    float *small = malloc((size_t)d->C * sh * sw * sizeof(float));
+    float *pix = malloc((size_t)3 * (sh * f) * (sw * f) * sizeof(float));
+    kd_status s = small && pix ? KD_OK : kd_ctx_fail(ctx, KD_ERR_OOM, "preview: out of memory");
+    for (int c = 0; s == KD_OK && c < d->C; c++)
+        for (int y = 0; y < sh; y++)
+            for (int x = 0; x < sw; x++) {
+                float acc = 0;
+                for (int dy = 0; dy < r; dy++)
+                    for (int dx = 0; dx < r; dx++) acc += d->x[(size_t)c * d->hw + (size_t)(y * r + dy) * w + x * r + dx];
+                small[((size_t)c * sh + y) * sw + x] = acc / (float)(r * r);
+            }
+    kd_image img = {0};
+    if (s == KD_OK) s = kd_ae_decode_host(ctx, &ds->ae, small, 1, sh, sw, pix);
+    if (s == KD_OK) s = kd_tensor_to_image(pix, sw * f, sh * f, &img, &ctx->err);
+    if (s == KD_OK) a->preview(a->preview_user, &img, step, total);
+    kd_image_free(&img);
+    free(small);
+    free(pix);
+    return s;
+}
+
 static kd_status denoise(kd_ctx *ctx, const kd_decoder_stage *ds, const kd_denoise_args *a, kd_rng *rng, dec_loop *d,
                          int start) {
     kd_backend *be = &ctx->be;
@@ -129,7 +157,10 @@ static kd_status denoise(kd_ctx *ctx, const kd_decoder_stage *ds, const kd_denoi
                                        &ctx->err);
         if (st != KD_OK) return kd_err_prefix(&ctx->err, "decoder sampler %s", kd_sampler_name(s));
         if (blend) KD_TRY(blend_known(ctx, ds, d, i + 1 < n ? i + 1 : -1));
-        kd_progress_report(&a->progress, "decoder", i + 1 - start, n - start);
+        int done = i + 1 - start, total = n - start;
+        if (a->preview && a->preview_every > 0 && done % a->preview_every == 0 && done < total)
+            KD_TRY(send_preview(ctx, ds, a, d, done, total));
+        KD_TRY(kd_progress_report(&a->progress, &ctx->err, "decoder", done, total));
     }
     if (blend) KD_TRY(blend_known(ctx, ds, d, -1));
     return KD_OK;

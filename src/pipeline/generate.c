@@ -324,7 +324,7 @@ static kd_status check_params(kd_ctx *ctx, const kd_gen_params *g) {
 static kd_prior_args prior_args(const kd_gen_params *g) {
     kd_prior_args a = {.prompt = g->prompt, .negative_prompt = g->negative_prompt, .num_images = g->num_images,
                        .steps = g->prior_steps, .guidance = g->prior_guidance_scale, .init_image = g->prior_image,
-                       .strength = g->prior_strength, .progress = {g->progress, g->progress_user}};
+                       .strength = g->prior_strength, .progress = KD_PROGRESS_OF(g)};
     return a;
 }
 
@@ -412,12 +412,13 @@ static kd_status run_decoder(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g
     kd_status s = latents ? KD_OK : kd_ctx_fail(ctx, KD_ERR_OOM, "decoder: out of memory for %d×%d latents", lw, lh);
     if (s == KD_OK) s = d->version->condition(ctx, d, &ca, &cond);
     kd_denoise_args da = {.n = N, .steps = g->steps, .guidance = g->guidance_scale, .lat_h = lh, .lat_w = lw,
-                          .cond = &cond, .in = in, .progress = {g->progress, g->progress_user}};
+                          .cond = &cond, .in = in, .progress = KD_PROGRESS_OF(g),
+                          .preview = g->preview, .preview_user = g->preview_user, .preview_every = g->preview_every};
     if (s == KD_OK) s = kd_decoder_denoise(ctx, d, &da, rng, latents);
     if (s == KD_OK && p->low_memory) free_unet(p); /* the U-Net (5 GB) goes before the decode's activations arrive */
     if (s == KD_OK) {
         s = kd_ae_decode_host(ctx, &d->ae, latents, N, lh, lw, pixels);
-        kd_progress_report(&da.progress, "decode", 1, 1);
+        if (s == KD_OK) s = kd_progress_report(&da.progress, &ctx->err, "decode", 1, 1);
     }
     kd_dec_cond_free(&cond);
     free(latents);
@@ -443,7 +444,10 @@ kd_status kd_generate(kd_ctx *ctx, kd_pipeline *p, const kd_gen_params *g, kd_im
     int E = kd_prior_stage_embed_dim(&p->prior), N = g->num_images;
     float *emb = malloc((size_t)2 * N * E * sizeof(float)), *pixels = NULL;
     if (!emb) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
-    kd_status s = run_prior(ctx, p, g, &rng, emb, emb + (size_t)N * E);
+    kd_progress pr = KD_PROGRESS_OF(g);
+    kd_status s = kd_progress_check(&pr, &ctx->err, "prior");
+    if (s == KD_OK) s = run_prior(ctx, p, g, &rng, emb, emb + (size_t)N * E);
+    if (s == KD_OK) s = kd_progress_check(&pr, &ctx->err, "decoder");
     if (s == KD_OK && p->low_memory) free_prior_stage(p);
     if (s == KD_OK) s = load_decoder_stage(ctx, p);
     if (s == KD_OK && kd_unet_image_embed_dim(p->dec.unet) != E)

@@ -12,6 +12,7 @@
  *   model   eps = uncond + g·(cond − uncond) on the [cond ; uncond] batch (cond FIRST)
  *   decode  decode(x / 0.0512) cropped to (height, width); pixels round((x + 1)·127.5) clamped. */
 #include "pipeline/k20.h"
+#include "pipeline/pipeline.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -305,6 +306,7 @@ typedef struct k20_model {
     float *sample, *out, *ts;                  /* [2B, Cin, h, w], [2B, 8, h, w], [2B] */
     kd_progress_fn progress;
     void *progress_user;
+    const volatile int *cancel;
     int step, total;
 } k20_model;
 
@@ -338,8 +340,8 @@ static kd_status model_eval(void *ctx_, const float *x, float t, float *eps, flo
         for (int64_t i = 0; i < 4 * hw; i++) eps[(size_t)b * 4 * hw + i] = unc[i] + m->guidance * (cond[i] - unc[i]);
         if (var) memcpy(var + (size_t)b * 4 * hw, cond + 4 * hw, (size_t)4 * hw * sizeof(float));
     }
-    if (m->progress) m->progress(m->progress_user, "decoder", ++m->step, m->total);
-    return KD_OK;
+    kd_progress pr = {m->progress, m->progress_user, m->cancel};
+    return kd_progress_report(&pr, e, "decoder", ++m->step, m->total);
 }
 
 /* Inpainting's denoised_fn (p_sampler only): the dynamic threshold, then the known region back. */
@@ -493,7 +495,7 @@ static kd_status run_one(kd_ctx *ctx, kd_k20 *k, const kd_gen_params *g, const k
     r.x = malloc((size_t)2 * n * sizeof(float));
     if (!r.x) return kd_ctx_fail(ctx, KD_ERR_OOM, "out of memory");
     k20_model m = {.ctx = ctx, .k = k, .text = text, .B = B, .h = r.h, .w = r.w, .guidance = g->guidance_scale,
-                   .progress = g->progress, .progress_user = g->progress_user,
+                   .progress = g->progress, .progress_user = g->progress_user, .cancel = g->cancel,
                    .total = sch.n + (kind == KD_G20_PLMS ? 1 : 0)};
     float *inpaint_image = NULL;
     if (img2img || inpaint) s = encode_image(ctx, k, g->init_image, g->width, g->height, rng, &r);

@@ -65,10 +65,21 @@ struct kd_pipeline {
 typedef struct kd_progress {
     kd_progress_fn fn; /* may be NULL */
     void *user;
+    const volatile int *cancel; /* kd_gen_params.cancel (may be NULL) */
 } kd_progress;
 
-static inline void kd_progress_report(const kd_progress *p, const char *stage, int step, int total) {
+#define KD_PROGRESS_OF(g) ((kd_progress){(g)->progress, (g)->progress_user, (g)->cancel})
+
+/* KD_ERR_CANCELLED (with a message) once the caller has asked to stop. */
+static inline kd_status kd_progress_check(const kd_progress *p, kd_err *e, const char *stage) {
+    if (p->cancel && *p->cancel) return kd_errf(e, KD_ERR_CANCELLED, "cancelled during the %s stage", stage);
+    return KD_OK;
+}
+
+/* Reports a step, then checks for a cancel. */
+static inline kd_status kd_progress_report(const kd_progress *p, kd_err *e, const char *stage, int step, int total) {
     if (p->fn) p->fn(p->user, stage, step, total);
+    return kd_progress_check(p, e, stage);
 }
 
 /* ---- prior stage (prior_stage.c) ---- */
@@ -178,6 +189,9 @@ typedef struct kd_denoise_args {
     const kd_dec_cond *cond;
     const kd_dec_inputs *in;
     kd_progress progress;
+    kd_preview_fn preview; /* kd_gen_params.preview / preview_user / preview_every */
+    void *preview_user;
+    int preview_every;
 } kd_denoise_args;
 
 /* diffusers' downscale_height_and_width: latent side = ceil(side / f²) · f. */

@@ -129,7 +129,7 @@ static kd_status denoise(kd_ctx *ctx, const kd_prior_stage *ps, const kd_prior_a
         }
         kd_status st = kd_sampler_step(s, i, lp->pred, lp->E, lp->x, &shape, rng, lp->x, &ctx->err);
         if (st != KD_OK) return kd_err_prefix(&ctx->err, "prior sampler %s", kd_sampler_name(s));
-        kd_progress_report(&a->progress, "prior", i + 1 - start, n - start);
+        KD_TRY(kd_progress_report(&a->progress, &ctx->err, "prior", i + 1 - start, n - start));
     }
     return KD_OK;
 }
